@@ -1,0 +1,90 @@
+"""Callbacks that turn a training run into files a report can read."""
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+
+log = logging.getLogger(__name__)
+
+
+class MetricsJSON(L.Callback):
+    """Writes ``metrics.json``: best score, its per-class IoU, the curve, size, time.
+
+    Rewritten (atomically) after every validation, so a killed run still leaves
+    its history; a resumed run continues the history from the checkpoint.
+
+    Args:
+        path: Output file.
+        monitor: Metric that picks the best epoch (higher is better).
+    """
+
+    def __init__(self, path: str, monitor: str = "val/miou") -> None:
+        self.path = Path(path)
+        self.monitor = monitor
+        self.history: list[dict] = []
+        self.best: dict | None = None
+        self.wall_time_s = 0.0
+        self._start = time.monotonic()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.monotonic() - self.wall_time_s
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row.update({k: _number(v) for k, v in trainer.callback_metrics.items()
+                    if k.startswith(("val/", "train/")) and not k.endswith("_step")})
+        self.history = [r for r in self.history if r["epoch"] != row["epoch"]] + [row]
+        value = row[self.monitor]
+        if self.best is None or (not math.isnan(value) and value > self.best[self.monitor]):
+            self.best = row
+        if trainer.is_global_zero:
+            self.write(trainer, pl_module)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and self.best is not None:
+            self.write(trainer, pl_module)
+
+    def write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.wall_time_s = time.monotonic() - self._start
+        params = sum(p.numel() for p in pl_module.parameters())
+        trainable = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
+        best = self.best or {}
+        ckpt = trainer.checkpoint_callback
+        out = {
+            f"best_{self.monitor.replace('/', '_')}": best.get(self.monitor),
+            "monitor": self.monitor,
+            "best_epoch": best.get("epoch"),
+            "best": {k: v for k, v in best.items() if k.startswith("val/")},
+            "per_class_iou": {k.split("/iou_", 1)[1]: v for k, v in best.items()
+                              if k.startswith("val/iou_")},
+            "epochs": len(self.history),
+            "params": params,
+            "trainable_params": trainable,
+            "wall_time_s": round(self.wall_time_s, 2),
+            "best_checkpoint": getattr(ckpt, "best_model_path", None) or None,
+            "last_checkpoint": getattr(ckpt, "last_model_path", None) or None,
+            "history": self.history,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(out, indent=2, allow_nan=True))
+        os.replace(tmp, self.path)
+
+    def state_dict(self) -> dict:
+        return {"history": self.history, "best": self.best, "wall_time_s": self.wall_time_s}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = state_dict["history"]
+        self.best = state_dict["best"]
+        self.wall_time_s = state_dict["wall_time_s"]
+
+
+def _number(value) -> float:
+    return float(value.item() if hasattr(value, "item") else value)

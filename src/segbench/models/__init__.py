@@ -1,0 +1,11 @@
+"""The model zoo: plain ``nn.Module`` networks, no Lightning or Hydra needed.
+
+Build one from a config dict (what checkpoints store) with :func:`build_network`,
+or from a segbench checkpoint with :func:`load_network`.
+"""
+
+from segbench.models.base import SegmentationNetwork
+from segbench.models.build import build_network, load_network
+from segbench.models.smp_models import Unet
+
+__all__ = ["SegmentationNetwork", "Unet", "build_network", "load_network"]

@@ -1,0 +1,88 @@
+"""Pretrained encoder weights, from local files only: a path, or the HF/torch caches.
+
+Nothing here reaches the network unless the user unsets ``HF_HUB_OFFLINE``:
+a missing file fails at once with what was looked for and where.
+"""
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from segbench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Named weights each backbone offers (smp / timm resolve them from the HF cache).
+NAMED_WEIGHTS = {"mobilenet": ["imagenet"], "resnet50": ["imagenet"],
+                 "resnext_wsl": ["instagram", "imagenet"]}
+NO_WEIGHTS_FIX = "backbone.weights=null trains the encoder from scratch"
+
+
+def load_pretrained(encoder: nn.Module, backbone: dict, weights: str | Path) -> None:
+    """Loads named or file weights into an smp encoder.
+
+    Raises:
+        ConfigError: unknown name, missing file, or weights not in the local cache.
+    """
+    state = _read_file(weights) if isinstance(weights, Path) else _named(backbone, weights)
+    # smp's timm-universal encoders keep the timm model under ``.model``.
+    target = encoder.model if hasattr(encoder, "model") and not _matches(encoder, state) else encoder
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    loaded = len(state) - len(unexpected)
+    if loaded == 0:
+        raise ConfigError("backbone.weights", str(weights),
+                          f"none of its {len(state)} tensors match the {backbone['name']} encoder",
+                          fix=f"give weights of this backbone, or {NO_WEIGHTS_FIX}")
+    log.info("encoder weights %s: %d tensors loaded, %d missing, %d unexpected",
+             weights, loaded, len(missing), len(unexpected))
+
+
+def _matches(module: nn.Module, state: dict) -> bool:
+    keys = set(module.state_dict())
+    return sum(k in keys for k in state) > len(state) // 2
+
+
+def _read_file(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ConfigError("backbone.weights", str(path), "no such file",
+                          fix=f"give the path of a .pth/.safetensors state dict, or {NO_WEIGHTS_FIX}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    return state
+
+
+def _named(backbone: dict, weights: str) -> dict[str, torch.Tensor]:
+    import segmentation_models_pytorch as smp
+
+    from segbench.models.backbones import smp_encoder_name
+
+    allowed = NAMED_WEIGHTS.get(backbone["name"], [])
+    if weights not in allowed:
+        raise ConfigError("backbone.weights", weights,
+                          f"no such named weights for backbone {backbone['name']}",
+                          allowed=allowed, fix=f"give a local file path, or {NO_WEIGHTS_FIX}")
+    name = smp_encoder_name(backbone)
+    cache = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
+    try:
+        encoder = smp.encoders.get_encoder(name, in_channels=3, depth=5, weights=weights)
+    except Exception as err:  # hub, timm and smp each raise their own kind
+        raise ConfigError(
+            "backbone.weights", weights,
+            f"the {weights} weights of {name} are not in the local cache ({cache}/hub); "
+            f"segbench does not download at run time ({type(err).__name__}: {str(err)[:200]})",
+            fix=("download once where the network is reachable (e.g. "
+                 "`HF_HUB_OFFLINE=0 python -c \"import segmentation_models_pytorch as smp; "
+                 f"smp.encoders.get_encoder('{name}', weights='{weights}')\"`) and copy the "
+                 f"cache here, or give a file path, or {NO_WEIGHTS_FIX}"),
+        ) from None
+    return encoder.state_dict()

@@ -1,0 +1,91 @@
+"""The LightningModule: loss, metrics, logging and optimisation around a zoo network."""
+
+import logging
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import nn
+
+from segbench.metrics import ConfusionMatrix, scores
+from segbench.models import build_network
+
+log = logging.getLogger(__name__)
+
+
+class SegmentationModule(L.LightningModule):
+    """Trains a segbench network.
+
+    The network is built here from its config, which the checkpoint keeps, so
+    a checkpoint alone rebuilds it (:func:`segbench.models.load_network`).
+
+    Args:
+        net: Resolved model config (``conf/model/*.yaml`` with the backbone).
+        data: Dataset facts (:attr:`SegmentationDataModule.meta`).
+        loss: Loss ``(logits, target) -> scalar``.
+        optimizer: Factory ``params -> Optimizer`` (Hydra ``_partial_``).
+        scheduler: Factory ``(optimizer, total_iters=) -> LRScheduler``, stepped
+            every optimizer step, or None.
+        datamodule: Resolved data config (``conf/data/*.yaml``), kept so that
+            evaluation can rebuild the dataset the network was trained on.
+    """
+
+    def __init__(self, net: dict, data: dict, loss: nn.Module,
+                 optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+                 datamodule: dict | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"])
+        self.net = build_network(net)
+        self.loss = loss
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.class_names = data["class_names"]
+        self.val_confmat = ConfusionMatrix(data["num_classes"], data["ignore_index"])
+        self.test_confmat = ConfusionMatrix(data["num_classes"], data["ignore_index"])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(self(batch["image"]), batch["mask"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=batch["image"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_confmat)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_confmat)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores("val", self.val_confmat)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores("test", self.test_confmat)
+
+    def _eval_step(self, batch: dict, stage: str, confmat: ConfusionMatrix) -> None:
+        logits = self(batch["image"])
+        self.log(f"{stage}/loss", self.loss(logits, batch["mask"]), on_epoch=True,
+                 batch_size=batch["image"].shape[0])
+        confmat.update(logits.argmax(1), batch["mask"])
+
+    def _log_scores(self, stage: str, confmat: ConfusionMatrix) -> None:
+        result = scores(confmat.compute())
+        confmat.reset()
+        metrics = {f"{stage}/pixel_acc": result["pixel_acc"], f"{stage}/mean_acc": result["mean_acc"]}
+        metrics.update({f"{stage}/iou_{name}": iou
+                        for name, iou in zip(self.class_names, result["iou"], strict=True)})
+        # The confusion matrix is already reduced across processes.
+        self.log_dict({k: v.float() for k, v in metrics.items()}, prog_bar=False, sync_dist=False)
+        self.log(f"{stage}/miou", result["miou"].float(), prog_bar=True)
+
+    def configure_optimizers(self) -> dict:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer,
+                                           total_iters=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,75 @@
+"""train(cfg): compose data, network, module, callbacks and loggers; fit; report."""
+
+import json
+import logging
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from segbench.checkpoint import AtomicCheckpointIO
+from segbench.config import save_resolved
+from segbench.errors import ConfigError
+from segbench.models.init import initialize
+from segbench.module import SegmentationModule
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Trains the configured network and returns the run's ``metrics.json`` content.
+
+    Writes into ``cfg.paths.output_dir``: ``config.yaml`` (resolved),
+    ``checkpoints/{best,last}.ckpt``, ``metrics.json`` and the loggers' files.
+    """
+    out = Path(cfg.paths.output_dir)
+    save_resolved(cfg, out / "config.yaml")
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+    log.info("data: %s", cfg.data.dataset._target_)
+    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment.train))
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # fails here, before any model is built, on a bad root
+
+    log.info("model: %s on %s", cfg.model._target_, cfg.backbone.name)
+    module = SegmentationModule(
+        net=OmegaConf.to_container(cfg.model, resolve=True),
+        data=datamodule.meta,
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        datamodule=OmegaConf.to_container(cfg.data, resolve=True),
+    )
+    initialize(module.net, cfg.init.scheme)
+
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    check_monitor(cfg, module)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                     plugins=[AtomicCheckpointIO()])
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    metrics_file = out / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    if metrics:
+        log.info("best val/miou %.4f at epoch %s; checkpoint %s; metrics %s",
+                 metrics.get("best_val_miou") or float("nan"), metrics.get("best_epoch"),
+                 metrics.get("best_checkpoint"), metrics_file)
+    return metrics
+
+
+def check_monitor(cfg: DictConfig, module: SegmentationModule) -> None:
+    """Refuses a checkpoint monitor that names no logged metric."""
+    monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor")
+    if monitor is None:
+        return
+    logged = ["val/loss", "val/miou", "val/pixel_acc", "val/mean_acc", "train/loss"]
+    logged += [f"val/iou_{name}" for name in module.class_names]
+    if monitor not in logged:
+        raise ConfigError("callbacks.model_checkpoint.monitor", monitor, "is not a logged metric",
+                          allowed=logged)

@@ -1,0 +1,50 @@
+import json
+import math
+
+import pytest
+import torch
+
+from segbench.evaluation import evaluate
+from segbench.models import load_network
+from segbench.training import train
+from tests.conftest import compose_config
+
+
+def test_fast_dev_run_synthetic(train_cfg):
+    train(train_cfg("debug=fdr"))
+
+
+def test_fast_dev_run_camvid(train_cfg, camvid_root):
+    cfg = train_cfg("data=camvid", f"data.root={camvid_root}", "debug=fdr", "data.batch_size=2",
+                    "backbone.width=0.35")
+    train(cfg)
+
+
+def test_checkpoint_rebuilds_network_and_evaluate_agrees(train_cfg, tmp_path):
+    cfg = train_cfg("trainer.max_epochs=2", "trainer.limit_train_batches=2")
+    metrics = train(cfg)
+    out = tmp_path
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == metrics
+    assert len(metrics["history"]) == 2 and metrics["params"] > 0
+    assert set(metrics["per_class_iou"]) == set(cfg.data.class_names)
+    best = out / "checkpoints" / "best.ckpt"
+    assert best.is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+    assert (out / "config.yaml").is_file()
+
+    net, hparams = load_network(best)
+    assert not net.training
+    assert net(torch.zeros(1, 3, 45, 70)).shape == (1, cfg.data.num_classes, 45, 70)
+
+    eval_dir = tmp_path / "eval"
+    eval_cfg = compose_config("evaluate", eval_dir, [f"ckpt_path={best}"])
+    report = evaluate(eval_cfg)
+    assert math.isclose(report["miou"], metrics["best_val_miou"], abs_tol=1e-4)
+    assert (eval_dir / "eval.json").is_file()
+
+
+def test_bad_monitor_fails_before_training(train_cfg):
+    from segbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="(?s)val/mIoU.*allowed: val/miou"):
+        train(train_cfg("callbacks.model_checkpoint.monitor=val/mIoU"))

@@ -1,0 +1,27 @@
+"""Train a segmentation network: ``python train.py model=unet backbone=resnet50``.
+
+Overrides follow Hydra: ``group=option`` picks a config (``conf/<group>/``),
+``key=value`` sets a value, ``-m`` sweeps.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from segbench.config import run_checked
+from segbench.errors import SegbenchError
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from segbench.training import train
+
+    try:
+        metrics = train(cfg)
+    except SegbenchError as err:
+        raise SystemExit(f"error: {err}") from None
+    # The returned value is what Hydra sweepers (e.g. Optuna) optimise.
+    return metrics.get("best_val_miou")
+
+
+if __name__ == "__main__":
+    run_checked(main)
