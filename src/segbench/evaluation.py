@@ -2,6 +2,7 @@
 
 import json
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -12,6 +13,9 @@ from segbench.metrics import ConfusionMatrix, scores
 from segbench.models import load_network
 
 log = logging.getLogger(__name__)
+
+#: Maps a normalised image batch ``(N, 3, H, W)`` to label maps ``(N, H, W)``.
+Predictor = Callable[[torch.Tensor], torch.Tensor]
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -25,24 +29,11 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule = instantiate(data_cfg, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     datamodule.prepare_data()
     device = torch.device(cfg.device)
-    net.to(device)
-    confmat = ConfusionMatrix(hparams["data"]["num_classes"], hparams["data"]["ignore_index"])
-    confmat.to(device)
-    with torch.inference_mode():
-        for batch in datamodule.loader(cfg.split):
-            confmat.update(net(batch["image"].to(device)).argmax(1), batch["mask"].to(device))
-    result = scores(confmat.compute().cpu())
-    names = hparams["data"]["class_names"]
-    report = {
-        "ckpt_path": str(cfg.ckpt_path),
-        "split": cfg.split,
-        "miou": result["miou"].item(),
-        "pixel_acc": result["pixel_acc"].item(),
-        "mean_acc": result["mean_acc"].item(),
-        "per_class_iou": dict(zip(names, result["iou"].tolist(), strict=True)),
-        "per_class_acc": dict(zip(names, result["acc"].tolist(), strict=True)),
-        "confusion_matrix": confmat.compute().cpu().tolist(),
-    }
+    meta = hparams["data"]
+    confmat = score_split(torch_predictor(net, device), datamodule.loader(cfg.split),
+                          meta["num_classes"], meta["ignore_index"])
+    report = {"ckpt_path": str(cfg.ckpt_path), "split": cfg.split,
+              **summarize(confmat, meta["class_names"])}
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(report, indent=2))
@@ -50,3 +41,35 @@ def evaluate(cfg: DictConfig) -> dict:
              report["pixel_acc"], out / "eval.json")
     return report
 
+
+def torch_predictor(net: torch.nn.Module, device: torch.device) -> Predictor:
+    """A predictor running ``net`` in eval mode on ``device``."""
+    net.eval().to(device)
+
+    @torch.inference_mode()
+    def predict(images: torch.Tensor) -> torch.Tensor:
+        return net(images.to(device)).argmax(1)
+
+    return predict
+
+
+def score_split(predict: Predictor, batches: Iterable[dict], num_classes: int,
+                ignore_index: int) -> torch.Tensor:
+    """Runs ``predict`` over ``batches`` and returns the ``(C, C)`` confusion matrix."""
+    confmat = ConfusionMatrix(num_classes, ignore_index)
+    for batch in batches:
+        confmat.update(predict(batch["image"]).cpu(), batch["mask"])
+    return confmat.compute()
+
+
+def summarize(confmat: torch.Tensor, class_names: list[str]) -> dict:
+    """The JSON-ready scores of a confusion matrix."""
+    result = scores(confmat)
+    return {
+        "miou": result["miou"].item(),
+        "pixel_acc": result["pixel_acc"].item(),
+        "mean_acc": result["mean_acc"].item(),
+        "per_class_iou": dict(zip(class_names, result["iou"].tolist(), strict=True)),
+        "per_class_acc": dict(zip(class_names, result["acc"].tolist(), strict=True)),
+        "confusion_matrix": confmat.tolist(),
+    }

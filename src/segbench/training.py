@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from segbench.checkpoint import AtomicCheckpointIO
 from segbench.config import save_resolved
 from segbench.errors import ConfigError
+from segbench.models import check_compatible
 from segbench.models.init import initialize
 from segbench.module import SegmentationModule
 
@@ -25,6 +26,7 @@ def train(cfg: DictConfig) -> dict:
     """
     out = Path(cfg.paths.output_dir)
     save_resolved(cfg, out / "config.yaml")
+    check_compatible(cfg.model, cfg.backbone)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 

@@ -5,7 +5,9 @@ or from a segbench checkpoint with :func:`load_network`.
 """
 
 from segbench.models.base import SegmentationNetwork
-from segbench.models.build import build_network, load_network
+from segbench.models.build import build_network, load_network, network_class
+from segbench.models.compat import check_compatible
 from segbench.models.smp_models import Unet
 
-__all__ = ["SegmentationNetwork", "Unet", "build_network", "load_network"]
+__all__ = ["SegmentationNetwork", "Unet", "build_network", "check_compatible", "load_network",
+           "network_class"]

@@ -19,7 +19,15 @@ def build_network(config: dict) -> SegmentationNetwork:
         ConfigError: the target cannot be imported or is not a segbench network.
     """
     kwargs = {k: v for k, v in config.items() if not k.startswith("_")}
-    target = config.get("_target_", "")
+    return network_class(config.get("_target_", ""))(**kwargs)
+
+
+def network_class(target: str) -> type[SegmentationNetwork]:
+    """Imports the network class a model config's ``_target_`` names.
+
+    Raises:
+        ConfigError: the target cannot be imported or is not a segbench network.
+    """
     module_name, _, attr = target.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), attr)
@@ -28,7 +36,7 @@ def build_network(config: dict) -> SegmentationNetwork:
                           fix="use a class of segbench.models, e.g. segbench.models.Unet") from None
     if not (isinstance(cls, type) and issubclass(cls, SegmentationNetwork)):
         raise ConfigError("model._target_", target, "is not a segbench SegmentationNetwork")
-    return cls(**kwargs)
+    return cls
 
 
 def load_network(ckpt_path: str | Path, map_location: str = "cpu"
