@@ -17,6 +17,12 @@ from segbench.module import SegmentationModule
 
 log = logging.getLogger(__name__)
 
+# The `lightning` package gives its logger a console handler of its own and also
+# propagates to the root logger, which Hydra configures: every line would print
+# twice. Let Hydra's handlers (console and the run's log file) take it alone.
+if logging.getLogger().hasHandlers():
+    logging.getLogger("lightning").handlers.clear()
+
 
 def train(cfg: DictConfig) -> dict:
     """Trains the configured network and returns the run's ``metrics.json`` content.
