@@ -1,0 +1,104 @@
+"""One LightningDataModule for every dataset: splits, transforms and loaders."""
+
+import logging
+from collections.abc import Callable, Sequence
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from segbench.data.dataset import SegmentationDataset
+from segbench.data.transforms import build_transform
+from segbench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class SegmentationDataModule(L.LightningDataModule):
+    """Loads a dataset's splits with training augmentation and shared normalisation.
+
+    The dataset facts (classes, ignore index, colours, mean/std) are written
+    once in ``conf/data/<name>.yaml`` and reach the model, loss and metrics from
+    here.
+
+    Args:
+        root: Dataset root folder, laid out as the dataset's owners distribute it.
+        dataset: Factory ``(root=, split=, num_classes=, ignore_index=, transform=)`` of a
+            :class:`SegmentationDataset` (a Hydra ``_partial_``).
+        num_classes: Number of classes.
+        ignore_index: Label ignored by losses and metrics.
+        class_names: One name per class.
+        colors: One RGB colour per class, for visualisations.
+        mean: Normalisation mean (RGB, images in [0, 1]).
+        std: Normalisation std.
+        image_size: ``[H, W]`` the dataset is stored at.
+        batch_size: Training batch size (validation uses the same).
+        num_workers: DataLoader worker processes.
+        pin_memory: Pin host memory (useful with CUDA).
+        augment: albumentations transforms for the training split.
+    """
+
+    def __init__(self, root: str, dataset: Callable[..., SegmentationDataset], num_classes: int,
+                 ignore_index: int, class_names: Sequence[str],
+                 colors: Sequence[Sequence[int]], mean: Sequence[float], std: Sequence[float],
+                 image_size: Sequence[int], batch_size: int = 8, num_workers: int = 0,
+                 pin_memory: bool = False, augment: Sequence = ()) -> None:
+        super().__init__()
+        if len(class_names) != num_classes:
+            raise ConfigError("data.class_names", list(class_names),
+                              f"{len(class_names)} names for data.num_classes={num_classes}",
+                              fix="give one name per class")
+        if len(colors) != num_classes:
+            raise ConfigError("data.colors", len(colors),
+                              f"{len(colors)} colours for data.num_classes={num_classes}",
+                              fix="give one RGB colour per class")
+        if 0 <= ignore_index < num_classes:
+            raise ConfigError("data.ignore_index", ignore_index,
+                              f"is a class id (classes are 0..{num_classes - 1})",
+                              fix="use a value outside the class ids, e.g. 255")
+        self.root, self.dataset = root, dataset
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.class_names, self.colors = list(class_names), [list(c) for c in colors]
+        self.mean, self.std, self.image_size = list(mean), list(std), list(image_size)
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.augment = list(augment)
+        self.splits: dict[str, SegmentationDataset] = {}
+
+    @property
+    def meta(self) -> dict:
+        """The dataset facts a checkpoint keeps so evaluation and export can reuse them."""
+        return {"num_classes": self.num_classes, "ignore_index": self.ignore_index,
+                "class_names": self.class_names, "colors": self.colors, "mean": self.mean,
+                "std": self.std, "image_size": self.image_size}
+
+    def get_split(self, split: str) -> SegmentationDataset:
+        """The dataset of ``split`` (built once; training augments, other splits do not)."""
+        if split not in self.splits:
+            augment = self.augment if split == "train" else ()
+            self.splits[split] = self.dataset(
+                root=self.root, split=split, num_classes=self.num_classes, ignore_index=self.ignore_index,
+                transform=build_transform(self.mean, self.std, augment))
+            log.info("%s split: %d samples from %s", split, len(self.splits[split]),
+                     self.splits[split].root)
+        return self.splits[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            self.get_split("train")
+        if stage in (None, "fit", "validate"):
+            self.get_split("val")
+
+    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        """A DataLoader over ``split``."""
+        return DataLoader(self.get_split(split), batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          drop_last=shuffle and len(self.get_split(split)) > self.batch_size,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
