@@ -7,6 +7,15 @@ from cityscapesscripts.helpers.labels import labels as cs_labels
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from PIL import Image
+from tests.conftest import compose_config
+from tests.layouts import (
+    CITYSCAPES_IDS,
+    write_camvid,
+    write_cityscapes,
+    write_folder,
+    write_lane,
+    write_pets,
+)
 
 from segbench.data.camvid import CamVid
 from segbench.data.cityscapes import (
@@ -21,15 +30,6 @@ from segbench.data.lane import RAW_IDS, SUBMISSION_IDS, LaneSegmentation, decode
 from segbench.data.pets import OxfordPets
 from segbench.errors import ConfigError, DataError
 from segbench.training import train
-from tests.conftest import compose_config
-from tests.layouts import (
-    CITYSCAPES_IDS,
-    write_camvid,
-    write_cityscapes,
-    write_folder,
-    write_lane,
-    write_pets,
-)
 
 
 def test_cityscapes_label_ids_become_train_ids(tmp_path):

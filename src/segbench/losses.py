@@ -24,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from segbench.data.class_weights import SCHEMES
 from segbench.data.class_weights import class_weights as resolve_class_weights
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,7 @@ def build_loss(cfg: DictConfig, datamodule, cache_dir: Path | None = None) -> nn
     scheme = cfg.class_weights
     if OmegaConf.is_config(scheme):
         scheme = OmegaConf.to_container(scheme, resolve=True)
-    computed = isinstance(scheme, str) and scheme not in ("none",)
+    computed = isinstance(scheme, str) and scheme in SCHEMES and scheme != "none"
     weights = resolve_class_weights(scheme, datamodule.get_split("train") if computed else None,
                                     datamodule.num_classes, cache_dir)
     return instantiate(cfg, class_weights=weights)

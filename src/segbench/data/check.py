@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from segbench.config import CONFIG_DIR, check_group_overrides
 from segbench.data.dataset import SampleError, SegmentationDataset
@@ -80,7 +83,8 @@ def check(data_cfg: DictConfig) -> list[SplitReport]:
         except DataError as err:
             report = SplitReport(split, missing=str(err))
             if split == "train":
-                report.problems.append(SampleError(err.path, "missing_split", str(err)))
+                report.problems.append(SampleError(err.path, "missing_split",
+                                                   str(err).removeprefix(f"{err.path}: ")))
             reports.append(report)
             continue
         reports.append(check_split(dataset))
@@ -127,10 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_group_overrides(argv)
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=list(argv))
+            cfg = compose(config_name="train", overrides=list(argv), return_hydra_config=True)
+        # ${hydra:runtime.cwd} (the default data dir) resolves as in a train.py run.
+        HydraConfig().set_config(cfg)
         reports = check(cfg.data)
-    except SegbenchError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (SegbenchError, HydraException, OmegaConfBaseException) as err:
+        cause = err.__cause__ if isinstance(err.__cause__, SegbenchError) else err
+        print(f"error: {cause}", file=sys.stderr)
         return 2
     print(format_report(reports, list(cfg.data.class_names), cfg.data.ignore_index))
     return 1 if any(r.problems for r in reports) else 0

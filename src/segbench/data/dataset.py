@@ -236,6 +236,8 @@ def read_label(path: Path) -> np.ndarray:
                                   "8-bit label ids (mode 'L' or 'P')",
                                   fix="save masks as 8-bit greyscale or palette PNGs of class ids")
             return np.array(img)
+    except SampleError:
+        raise
     except FileNotFoundError:
         raise SampleError(path, "missing_mask", "mask file is missing") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
