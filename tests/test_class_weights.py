@@ -65,3 +65,19 @@ def test_cache_is_used_and_invalidated_when_a_mask_changes(tmp_path):
 @pytest.mark.parametrize("scheme", ["none", None])
 def test_none_means_unweighted(scheme):
     assert class_weights(scheme, None, 11) is None
+
+
+def test_build_loss_takes_weights_from_the_train_split(tmp_path):
+    from hydra.utils import instantiate
+    from tests.conftest import compose_config
+
+    from segbench.losses import build_loss
+
+    root = write_camvid(tmp_path / "camvid", splits=("train", "val"))
+    cfg = compose_config("train", tmp_path, ["data=camvid", f"data.root={root}", "loss=focal",
+                                             "loss.class_weights=enet"])
+    dm = instantiate(cfg.data, augment=[])
+    loss = build_loss(cfg.loss, dm, cache_dir=tmp_path / "cache")
+    expected = enet_weights(label_counts(CamVid(root, "train"))[0])
+    assert np.allclose(loss.class_weights.numpy(), expected)
+    assert list((tmp_path / "cache").glob("camvid-train-*.json"))

@@ -137,11 +137,16 @@ def test_camvid_test_split(tmp_path):
     assert ds.samples[0].mask.parent.name == "testannot"
 
 
+# Each is 5-20 s on a shared 2-core CPU, so all but one run with `make test-all`.
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize("dataset, writer, extra", [
-    ("camvid", write_camvid, []),
-    ("cityscapes", write_cityscapes, []),
-    ("pets", write_pets, ["data.image_size=[32,32]"]),
-    ("lane", write_lane, ["data.image_size=[32,64]", "data.dataset.val_percent=50"]),
+    pytest.param("camvid", write_camvid, [], marks=SLOW),
+    pytest.param("cityscapes", write_cityscapes, [], marks=SLOW),
+    pytest.param("pets", write_pets, ["data.image_size=[32,32]"], marks=SLOW),
+    pytest.param("lane", write_lane, ["data.image_size=[32,64]", "data.dataset.val_percent=50"],
+                 marks=SLOW),
     ("folder", write_folder, ["data.num_classes=3", "data.class_names=[a,b,c]"]),
 ])
 def test_fast_dev_run_from_fixture(train_cfg, tmp_path, dataset, writer, extra):

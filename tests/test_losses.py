@@ -145,3 +145,11 @@ def test_class_weight_list_and_bad_scheme(tmp_path):
     cfg = compose_config("train", tmp_path, ["loss.class_weights=median_frq"])
     with pytest.raises(ConfigError, match="allowed: median_freq"):
         build_loss(cfg.loss, FakeData())
+
+
+def test_scheme_name_without_data_is_refused_clearly():
+    from segbench.errors import ConfigError
+
+    assert CrossEntropyLoss(IGNORE, "none").weight is None
+    with pytest.raises(ConfigError, match="median_freq.*computed from the training split"):
+        DiceLoss(IGNORE, "median_freq")

@@ -26,6 +26,7 @@ from torch import nn
 
 from segbench.data.class_weights import SCHEMES
 from segbench.data.class_weights import class_weights as resolve_class_weights
+from segbench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,20 @@ def _no_labels(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) ->
     return logits.sum() * 0.0
 
 
-def _weights(class_weights: Sequence[float] | None) -> torch.Tensor | None:
-    return None if class_weights is None else torch.as_tensor(list(class_weights), dtype=torch.float)
+def _as_list(class_weights: Sequence[float] | str | None) -> list[float] | None:
+    """The weights as a list; ``"none"`` is None; a scheme name needs the data first."""
+    if class_weights is None or class_weights == "none":
+        return None
+    if isinstance(class_weights, str):
+        raise ConfigError("loss.class_weights", class_weights,
+                          "is computed from the training split, which this loss was not given",
+                          fix="build the loss with segbench.losses.build_loss(cfg.loss, datamodule)")
+    return [float(w) for w in class_weights]
+
+
+def _weights(class_weights: Sequence[float] | str | None) -> torch.Tensor | None:
+    weights = _as_list(class_weights)
+    return None if weights is None else torch.as_tensor(weights, dtype=torch.float)
 
 
 class CrossEntropyLoss(nn.Module):
@@ -78,7 +91,7 @@ class DiceLoss(smp.losses.DiceLoss):
                  smooth: float = 0.0, log_loss: bool = False) -> None:
         super().__init__(mode="multiclass", ignore_index=ignore_index, smooth=smooth,
                          log_loss=log_loss,
-                         class_weights=None if class_weights is None else list(class_weights))
+                         class_weights=_as_list(class_weights))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         zero = _no_labels(logits, target, self.ignore_index)
@@ -98,7 +111,7 @@ class FocalLoss(smp.losses.FocalLoss):
     def __init__(self, ignore_index: int, class_weights: Sequence[float] | None = None,
                  gamma: float = 2.0, alpha: float | None = None) -> None:
         super().__init__(mode="multiclass", ignore_index=ignore_index, gamma=gamma, alpha=alpha,
-                         class_weights=None if class_weights is None else list(class_weights))
+                         class_weights=_as_list(class_weights))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         zero = _no_labels(logits, target, self.ignore_index)
@@ -213,7 +226,8 @@ class BoundaryWeightedCE(nn.Module):
         super().__init__()
         self.ignore_index, self.w0, self.sigma = ignore_index, w0, sigma
         self.background_index = background_index
-        self.class_weights = None if class_weights is None else np.asarray(class_weights, np.float32)
+        weights = _as_list(class_weights)
+        self.class_weights = None if weights is None else np.asarray(weights, np.float32)
 
     def weight_map(self, target: torch.Tensor) -> torch.Tensor:
         """``(N, H, W)`` weights for a batch of targets."""
