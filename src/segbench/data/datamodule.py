@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 import lightning as L
 from torch.utils.data import DataLoader
 
-from segbench.data.dataset import SegmentationDataset
+from segbench.data.dataset import ON_BAD_SAMPLE, SegmentationDataset
 from segbench.data.transforms import build_transform
 from segbench.errors import ConfigError
 
@@ -27,7 +27,7 @@ class SegmentationDataModule(L.LightningDataModule):
         num_classes: Number of classes.
         ignore_index: Label ignored by losses and metrics.
         class_names: One name per class.
-        colors: One RGB colour per class, for visualisations.
+        colors: One RGB colour per class, for visualisations (None: the PASCAL VOC colour map).
         mean: Normalisation mean (RGB, images in [0, 1]).
         std: Normalisation std.
         image_size: ``[H, W]`` the dataset is stored at.
@@ -35,14 +35,30 @@ class SegmentationDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         pin_memory: Pin host memory (useful with CUDA).
         augment: albumentations transforms for the training split.
+        on_bad_sample: ``error`` stops at a damaged or unpaired file; ``skip``
+            logs each one and leaves it out.
+        mode: The dataset's label variant where it has several (Oxford Pet:
+            ``binary`` or ``trimap``); passed to the dataset factory as ``mode=``.
+        modes: The class facts of each mode (``num_classes``, ``class_names``,
+            ``colors``), which the yaml interpolates; listed here so that a
+            mistyped ``data.mode`` is refused by name.
     """
 
     def __init__(self, root: str, dataset: Callable[..., SegmentationDataset], num_classes: int,
                  ignore_index: int, class_names: Sequence[str],
-                 colors: Sequence[Sequence[int]], mean: Sequence[float], std: Sequence[float],
+                 colors: Sequence[Sequence[int]] | None, mean: Sequence[float], std: Sequence[float],
                  image_size: Sequence[int], batch_size: int = 8, num_workers: int = 0,
-                 pin_memory: bool = False, augment: Sequence = ()) -> None:
+                 pin_memory: bool = False, augment: Sequence = (), on_bad_sample: str = "error",
+                 mode: str | None = None, modes: dict | None = None) -> None:
         super().__init__()
+        if modes is not None and mode not in modes:
+            raise ConfigError("data.mode", mode, "this dataset has no such mode", allowed=modes,
+                              fix=f"pick one, e.g. data.mode={next(iter(modes))}")
+        if on_bad_sample not in ON_BAD_SAMPLE:
+            raise ConfigError("data.on_bad_sample", on_bad_sample, "unknown policy",
+                              allowed=ON_BAD_SAMPLE, fix="use error (stop) or skip (log and leave out)")
+        if colors is None:  # bring-your-own data: a fixed, distinguishable palette
+            colors = default_palette(len(class_names))
         if len(class_names) != num_classes:
             raise ConfigError("data.class_names", list(class_names),
                               f"{len(class_names)} names for data.num_classes={num_classes}",
@@ -61,6 +77,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.mean, self.std, self.image_size = list(mean), list(std), list(image_size)
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.augment = list(augment)
+        self.on_bad_sample, self.mode = on_bad_sample, mode
         self.splits: dict[str, SegmentationDataset] = {}
 
     @property
@@ -74,9 +91,11 @@ class SegmentationDataModule(L.LightningDataModule):
         """The dataset of ``split`` (built once; training augments, other splits do not)."""
         if split not in self.splits:
             augment = self.augment if split == "train" else ()
+            extra = {} if self.mode is None else {"mode": self.mode}
             self.splits[split] = self.dataset(
                 root=self.root, split=split, num_classes=self.num_classes, ignore_index=self.ignore_index,
-                transform=build_transform(self.mean, self.std, augment))
+                transform=build_transform(self.mean, self.std, augment),
+                on_bad_sample=self.on_bad_sample, **extra)
             log.info("%s split: %d samples from %s", split, len(self.splits[split]),
                      self.splits[split].root)
         return self.splits[split]
@@ -102,3 +121,18 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.loader("test")
+
+
+def default_palette(n: int) -> list[list[int]]:
+    """The PASCAL VOC colour map: ``n`` distinct RGB colours from the bits of the class id."""
+    colors = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        colors.append([r, g, b])
+    return colors

@@ -5,12 +5,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from segbench.errors import DataError
+from segbench.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +26,30 @@ class Sample:
     mask: Path | None
 
 
+class SampleError(DataError):
+    """A problem with one file of a dataset; ``kind`` names the sort of damage.
+
+    Kinds: ``missing_mask``, ``missing_image``, ``orphan_mask``, ``duplicate_name``,
+    ``empty_file``, ``unreadable``, ``truncated``, ``mask_mode``, ``size_mismatch``,
+    ``unknown_ids``.
+    """
+
+    def __init__(self, path: object, kind: str, problem: str, fix: str | None = None) -> None:
+        super().__init__(path, problem, fix)
+        self.kind, self.problem, self.fix = kind, problem, fix
+
+
+ON_BAD_SAMPLE = ("error", "skip")
+
+
 class SegmentationDataset(Dataset):
     """Pairs of image and label map, read, mapped to train ids, checked and transformed.
 
     Subclasses list the samples of a split in the dataset's official layout
-    (:meth:`list_samples`) and may map raw label values to train ids with a
-    256-entry lookup table (``label_map``). Every mask is checked when read:
-    same size as its image, values in ``[0, num_classes)`` or ``ignore_index``.
+    (:meth:`list_samples`, reporting unpaired files with :meth:`bad_file`) and
+    may map raw label values to train ids with a 256-entry lookup table
+    (``label_map``). Every mask is checked when read: same size as its image,
+    values in ``[0, num_classes)`` or ``ignore_index``.
 
     Args:
         root: Dataset root folder.
@@ -39,20 +57,35 @@ class SegmentationDataset(Dataset):
         num_classes: Number of classes.
         ignore_index: Label of pixels that count in neither loss nor metrics.
         transform: albumentations-style callable ``(image=, mask=) -> dict``.
+        on_bad_sample: ``error`` raises on the first damaged or unpaired file;
+            ``skip`` logs each one and leaves it out (a damaged file found while
+            loading is replaced by the next good sample).
     """
 
     #: Where the public data comes from (for the error on a missing root).
     source: str = ""
     #: Optional 256-entry lookup table: raw mask value -> train id.
     label_map: np.ndarray | None = None
+    #: Splits the layout defines (the checker visits each).
+    splits: tuple[str, ...] = ("train", "val", "test")
 
     def __init__(self, root: str | Path, split: str, num_classes: int, ignore_index: int,
-                 transform: Callable | None = None) -> None:
+                 transform: Callable | None = None, on_bad_sample: str = "error") -> None:
+        if on_bad_sample not in ON_BAD_SAMPLE:
+            raise ConfigError("data.on_bad_sample", on_bad_sample, "unknown policy",
+                              allowed=ON_BAD_SAMPLE, fix="use error (stop) or skip (log and leave out)")
         self.root = Path(root)
         self.split = split
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.transform = transform
+        self.on_bad_sample = on_bad_sample
+        #: Problems found while listing (unpaired or ambiguous files), in skip mode.
+        self.problems: list[SampleError] = []
+        self._skipped: set[int] = set()
+        if split not in self.splits:
+            raise ConfigError("split", split, f"{type(self).__name__} has no such split",
+                              allowed=self.splits)
         self.check_root()
         self.samples = self.list_samples()
         if not self.samples:
@@ -75,55 +108,122 @@ class SegmentationDataset(Dataset):
                             fix=f"set data.root to a folder laid out as {self.layout()}"
                                 + (f"; the data comes from {self.source}" if self.source else ""))
 
+    def missing_folder(self, folder: Path) -> DataError:
+        """The error for a folder of the layout that is not there."""
+        return DataError(folder, f"missing: {self.root} does not look like "
+                                 f"{type(self).__name__} ({self.split} split)",
+                         fix=f"set data.root to a folder laid out as {self.layout()}"
+                             + (f"; the data comes from {self.source}" if self.source else ""))
+
     def list_samples(self) -> list[Sample]:
         raise NotImplementedError
+
+    def bad_file(self, error: SampleError) -> None:
+        """Reports a file found unusable while listing: raises, or logs and records it.
+
+        A mask without an image harms no training, so it is only logged.
+        """
+        if self.on_bad_sample == "error" and error.kind != "orphan_mask":
+            hint = "set data.on_bad_sample=skip to leave such files out"
+            raise SampleError(error.path, error.kind, error.problem,
+                              fix=f"{error.fix}; or {hint}" if error.fix else hint)
+        log.warning("skipping %s", error)
+        self.problems.append(error)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        sample = self.samples[index]
+        # In skip mode a damaged sample is replaced by the next good one, so that
+        # batches keep their size; each damaged file is logged once per process.
+        for step in range(len(self.samples)):
+            i = (index + step) % len(self.samples)
+            if i in self._skipped:
+                continue
+            try:
+                image, mask = self.load_pair(self.samples[i])
+            except SampleError as err:
+                if self.on_bad_sample == "error":
+                    raise
+                self._skipped.add(i)
+                log.warning("skipping %s", err)
+                continue
+            if self.transform is not None:
+                out = self.transform(image=image, mask=mask)
+                image, mask = out["image"], out["mask"]
+            return {"image": image, "mask": torch.as_tensor(mask).long(), "index": i}
+        raise DataError(self.root, f"every {self.split} sample is damaged",
+                        fix=f"run `segbench check data=... data.root={self.root}`")
+
+    def load_pair(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        """Reads one sample: ``(H, W, 3)`` uint8 RGB and ``(H, W)`` uint8 train ids."""
         image = read_image(sample.image)
         if sample.mask is None:
-            mask = np.full(image.shape[:2], self.ignore_index, dtype=np.uint8)
-        else:
-            mask = self.read_mask(sample.mask, image.shape[:2])
-        if self.transform is not None:
-            out = self.transform(image=image, mask=mask)
-            image, mask = out["image"], out["mask"]
-        return {"image": image, "mask": torch.as_tensor(mask).long(), "index": index}
+            return image, np.full(image.shape[:2], self.ignore_index, dtype=np.uint8)
+        return image, self.read_mask(sample.mask, image.shape[:2])
+
+    def load_mask(self, sample: Sample) -> np.ndarray | None:
+        """Reads only the label map of ``sample`` (train ids, checked against the image size).
+
+        Decodes the image header only, so it is cheap (class statistics use it).
+        """
+        if sample.mask is None:
+            return None
+        return self.read_mask(sample.mask, image_size(sample.image))
 
     def read_mask(self, path: Path, size: tuple[int, int]) -> np.ndarray:
-        """Reads a label map, maps it to train ids and checks it against ``size``."""
+        """Reads a label map, maps it to train ids and checks it against ``size`` (H, W)."""
         mask = read_label(path)
-        if mask.shape != size:
-            raise DataError(path, f"mask is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image "
-                                  f"is {size[1]}x{size[0]}",
-                            fix="masks must have the size of their image")
+        if mask.shape != tuple(size):
+            raise SampleError(path, "size_mismatch",
+                              f"mask is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image "
+                              f"is {size[1]}x{size[0]}",
+                              fix="masks must have the size of their image")
         if self.label_map is not None:
             mask = self.label_map[mask]
         if not self._valid[mask].all():
             bad = sorted(set(np.unique(mask[~self._valid[mask]]).tolist()))
-            raise DataError(path, f"label values {bad[:10]} are outside [0, {self.num_classes}) "
-                                  f"and not the ignore index {self.ignore_index}",
-                            fix="check data.num_classes / data.ignore_index, or the mask file")
+            raise SampleError(path, "unknown_ids",
+                              f"label values {bad[:10]} are outside [0, {self.num_classes}) "
+                              f"and not the ignore index {self.ignore_index}",
+                              fix="check data.num_classes / data.ignore_index, or the mask file")
         return mask
 
 
+def _open_error(path: Path, what: str, err: Exception) -> SampleError:
+    """Classifies a PIL failure: empty, truncated or otherwise unreadable file."""
+    if path.is_file() and path.stat().st_size == 0:
+        return SampleError(path, "empty_file", f"{what} file is empty (0 bytes)",
+                           fix="re-extract or remove the file")
+    kind = "truncated" if "truncated" in str(err) or isinstance(err, EOFError) else "unreadable"
+    return SampleError(path, kind, f"cannot be read as {'an' if what == 'image' else 'a'} "
+                                   f"{what} ({err})", fix="re-extract or remove the file")
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(H, W)`` of an image from its header, or raises SampleError naming the file."""
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except FileNotFoundError:
+        raise SampleError(path, "missing_image", "image file is missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+        raise _open_error(path, "image", err) from None
+
+
 def read_image(path: Path) -> np.ndarray:
-    """Reads an image as ``(H, W, 3)`` uint8 RGB, or raises DataError naming the file."""
+    """Reads an image as ``(H, W, 3)`` uint8 RGB, or raises SampleError naming the file."""
     try:
         with Image.open(path) as img:
             return np.array(img.convert("RGB"))
     except FileNotFoundError:
-        raise DataError(path, "image file is missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(path, f"cannot be read as an image ({err})",
-                        fix="re-extract or remove the file") from None
+        raise SampleError(path, "missing_image", "image file is missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+        raise _open_error(path, "image", err) from None
 
 
 def read_label(path: Path) -> np.ndarray:
-    """Reads a label map as ``(H, W)`` uint8 of raw values, or raises DataError.
+    """Reads a label map as ``(H, W)`` uint8 of raw values, or raises SampleError.
 
     Palette ("P") PNGs give their indices; greyscale ("L") their values. Colour
     or 16-bit masks are refused: their values are not label ids.
@@ -131,12 +231,92 @@ def read_label(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             if img.mode not in ("L", "P"):
-                raise DataError(path, f"mask has image mode {img.mode!r}; expected single-channel "
-                                      "8-bit label ids (mode 'L' or 'P')",
-                                fix="save masks as 8-bit greyscale or palette PNGs of class ids")
+                raise SampleError(path, "mask_mode",
+                                  f"mask has image mode {img.mode!r}; expected single-channel "
+                                  "8-bit label ids (mode 'L' or 'P')",
+                                  fix="save masks as 8-bit greyscale or palette PNGs of class ids")
             return np.array(img)
+    except SampleError:
+        raise
     except FileNotFoundError:
-        raise DataError(path, "mask file is missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(path, f"cannot be read as a mask ({err})",
-                        fix="re-extract or remove the file") from None
+        raise SampleError(path, "missing_mask", "mask file is missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+        raise _open_error(path, "mask", err) from None
+
+
+def resize_pair(image: np.ndarray, mask: np.ndarray | None, height: int, width: int,
+                crop_top: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Crops ``crop_top`` rows, then resizes image (bilinear) and mask (nearest) to ``height x width``."""
+    image = cv2.resize(image[crop_top:], (width, height), interpolation=cv2.INTER_LINEAR)
+    if mask is not None:
+        mask = cv2.resize(mask[crop_top:], (width, height), interpolation=cv2.INTER_NEAREST)
+    return image, mask
+
+
+class Resized(SegmentationDataset):
+    """A dataset whose samples are brought to one size when read (before any augmentation).
+
+    Subclasses set ``height``, ``width`` (None keeps the stored size) and ``crop_top``.
+    """
+
+    height: int | None = None
+    width: int | None = None
+    crop_top: int = 0
+
+    def load_pair(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        image, mask = super().load_pair(sample)
+        if self.height is None and not self.crop_top:
+            return image, mask
+        return resize_pair(image, mask, self.height or image.shape[0] - self.crop_top,
+                           self.width or image.shape[1], self.crop_top)
+
+    def load_mask(self, sample: Sample) -> np.ndarray | None:
+        mask = super().load_mask(sample)
+        if mask is None or (self.height is None and not self.crop_top):
+            return mask
+        height, width = self.height or mask.shape[0] - self.crop_top, self.width or mask.shape[1]
+        return cv2.resize(mask[self.crop_top:], (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def pair_by_stem(dataset: SegmentationDataset, images: list[Path], masks: list[Path],
+                 mask_dir: Path, mask_stem: Callable[[Path], str] = lambda p: p.stem,
+                 image_stem: Callable[[Path], str] = lambda p: p.stem) -> list[Sample]:
+    """Pairs images with masks by stem; unpaired or ambiguous files go to ``dataset.bad_file``.
+
+    Args:
+        dataset: The dataset listing its samples (its ``on_bad_sample`` decides).
+        images: Image files of the split.
+        masks: Mask files of the split.
+        mask_dir: Where masks are expected (for the messages).
+        mask_stem: The pairing key of a mask file.
+        image_stem: The pairing key of an image file.
+    """
+    by_key: dict[str, list[Path]] = {}
+    for m in sorted(masks):
+        by_key.setdefault(mask_stem(m), []).append(m)
+    seen: dict[str, Path] = {}
+    samples = []
+    for image in sorted(images):
+        key = image_stem(image)
+        if key in seen:
+            dataset.bad_file(SampleError(image, "duplicate_name",
+                                         f"same name as {seen[key].name}: the pairing is ambiguous",
+                                         fix="keep one file per name"))
+            continue
+        seen[key] = image
+        found = by_key.get(key, [])
+        if not found:
+            dataset.bad_file(SampleError(image, "missing_mask", f"no mask for this image in {mask_dir}",
+                                         fix=f"every image needs a mask named after it in {mask_dir}"))
+        elif len(found) > 1:
+            dataset.bad_file(SampleError(image, "duplicate_name",
+                                         f"several masks match: {[m.name for m in found]}",
+                                         fix="keep one mask per image"))
+        else:
+            samples.append(Sample(image, found[0]))
+    for key, found in by_key.items():
+        if key not in seen:
+            for m in found:
+                dataset.bad_file(SampleError(m, "orphan_mask", "mask without an image",
+                                             fix="remove it or restore its image"))
+    return samples

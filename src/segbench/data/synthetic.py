@@ -42,15 +42,19 @@ class SyntheticStreets(PairedFolders):
         height: Image height.
         width: Image width.
         transform: albumentations-style transform.
+        on_bad_sample: ``error`` or ``skip`` (see :class:`SegmentationDataset`).
     """
+
+    splits = ("train", "val")
 
     def __init__(self, root: str | Path, split: str, num_classes: int = 8,
                  ignore_index: int = VOID, seed: int = 0, num_train: int = 160,
-                 num_val: int = 40, height: int = 96, width: int = 128, transform=None) -> None:
+                 num_val: int = 40, height: int = 96, width: int = 128, transform=None,
+                 on_bad_sample: str = "error") -> None:
         self.params = {"version": GENERATOR_VERSION, "seed": seed, "num_train": num_train,
                        "num_val": num_val, "height": height, "width": width}
         ensure_generated(Path(root), self.params)
-        super().__init__(root, split, num_classes, ignore_index, transform)
+        super().__init__(root, split, num_classes, ignore_index, transform, on_bad_sample)
 
 
 def ensure_generated(root: Path, params: dict) -> None:
