@@ -32,6 +32,7 @@ class SmpNetwork(SegmentationNetwork):
         # smp refuses inputs not divisible by the encoder's output stride (32, or
         # 8/16 for shallow or dilated encoders): pad to exactly that.
         self.pad_multiple = self.model.encoder.output_stride
+        drop_unused_stages(self.model.encoder, decoder_kwargs.get("encoder_depth", 5))
         self._pretrained = load_encoder_weights(self.model.encoder, backbone)
         self.apply_freeze()
 
@@ -65,6 +66,28 @@ class Unet(SmpNetwork):
                          encoder_depth=len(decoder_channels),
                          decoder_channels=list(decoder_channels),
                          decoder_attention_type=decoder_attention_type)
+
+
+def drop_unused_stages(encoder: nn.Module, depth: int) -> None:
+    """Removes the encoder stages below stride ``2**depth`` (PSPNet uses depth 3).
+
+    smp builds the whole backbone and only returns the first ``depth`` features:
+    the deeper stages would count as parameters and, for timm encoders, still
+    run. Without them, parameter and FLOP counts are those of the network used.
+    """
+    if depth >= 5:
+        return
+    timm_model = getattr(encoder, "model", None)
+    stage_ends = getattr(timm_model, "_stage_out_idx", None)
+    if stage_ends and hasattr(timm_model, "blocks"):
+        # EfficientNetFeatures (MobileNetV2/V3): block i feeds output stage i + 1.
+        timm_model.blocks = timm_model.blocks[:max(stage_ends)]
+    elif hasattr(encoder, "get_stages"):
+        unused = {id(m) for stride, mods in encoder.get_stages().items() if stride > 2**depth
+                  for m in mods}
+        for name, child in list(encoder.named_children()):
+            if id(child) in unused:
+                setattr(encoder, name, nn.Identity())
 
 
 class PSPNet(SmpNetwork):
