@@ -47,7 +47,8 @@ class SegmentationModule(L.LightningModule):
         return self.net(images)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch["image"]), batch["mask"])
+        logits = self(batch["image"])
+        loss = self.loss(logits, target_like(batch["mask"], logits))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=batch["image"].shape[0])
         return loss
@@ -66,9 +67,10 @@ class SegmentationModule(L.LightningModule):
 
     def _eval_step(self, batch: dict, stage: str, confmat: ConfusionMatrix) -> None:
         logits = self(batch["image"])
-        self.log(f"{stage}/loss", self.loss(logits, batch["mask"]), on_epoch=True,
+        mask = target_like(batch["mask"], logits)
+        self.log(f"{stage}/loss", self.loss(logits, mask), on_epoch=True,
                  batch_size=batch["image"].shape[0])
-        confmat.update(logits.argmax(1), batch["mask"])
+        confmat.update(logits.argmax(1), mask)
 
     def _log_scores(self, stage: str, confmat: ConfusionMatrix) -> None:
         result = scores(confmat.compute())
@@ -89,3 +91,15 @@ class SegmentationModule(L.LightningModule):
                                            total_iters=self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def target_like(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The label map at the logits' resolution (nearest), for low-resolution outputs.
+
+    ERFNet's encoder-only stage predicts at 1/8 of the input and is trained on
+    labels subsampled to that size, as in the reference code.
+    """
+    if mask.shape[-2:] == logits.shape[-2:]:
+        return mask
+    return nn.functional.interpolate(mask[:, None].float(), size=logits.shape[-2:],
+                                     mode="nearest")[:, 0].to(mask.dtype)

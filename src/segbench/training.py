@@ -14,6 +14,7 @@ from segbench.errors import ConfigError
 from segbench.losses import build_loss
 from segbench.models import check_compatible
 from segbench.models.init import initialize
+from segbench.models.transfer import load_matching
 from segbench.module import SegmentationModule
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ def train(cfg: DictConfig) -> dict:
         datamodule=OmegaConf.to_container(cfg.data, resolve=True),
     )
     initialize(module.net, cfg.init.scheme)
+    if cfg.init.get("checkpoint"):
+        load_matching(module.net, cfg.init.checkpoint)
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]

@@ -7,7 +7,10 @@ or from a segbench checkpoint with :func:`load_network`.
 from segbench.models.base import SegmentationNetwork
 from segbench.models.build import build_network, load_network, network_class
 from segbench.models.compat import check_compatible
-from segbench.models.smp_models import Unet
+from segbench.models.erfnet import ERFNet
+from segbench.models.fcn import FCN
+from segbench.models.segnet import SegNet
+from segbench.models.smp_models import DeepLabV3Plus, PSPNet, Unet
 
-__all__ = ["SegmentationNetwork", "Unet", "build_network", "check_compatible", "load_network",
-           "network_class"]
+__all__ = ["FCN", "DeepLabV3Plus", "ERFNet", "PSPNet", "SegNet", "SegmentationNetwork", "Unet",
+           "build_network", "check_compatible", "load_network", "network_class"]

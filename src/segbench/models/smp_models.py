@@ -6,6 +6,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from segbench.errors import ConfigError
 from segbench.models.backbones import load_encoder_weights, smp_encoder_name
 from segbench.models.base import SegmentationNetwork
 
@@ -28,6 +29,10 @@ class SmpNetwork(SegmentationNetwork):
         self.model = smp.create_model(arch, encoder_name=smp_encoder_name(backbone),
                                       encoder_weights=None, in_channels=in_channels,
                                       classes=num_classes, **decoder_kwargs)
+        # smp refuses inputs not divisible by the encoder's output stride (32, or
+        # 8/16 for shallow or dilated encoders): pad to exactly that.
+        self.pad_multiple = self.model.encoder.output_stride
+        drop_unused_stages(self.model.encoder, decoder_kwargs.get("encoder_depth", 5))
         self._pretrained = load_encoder_weights(self.model.encoder, backbone)
         self.apply_freeze()
 
@@ -61,3 +66,90 @@ class Unet(SmpNetwork):
                          encoder_depth=len(decoder_channels),
                          decoder_channels=list(decoder_channels),
                          decoder_attention_type=decoder_attention_type)
+
+
+def drop_unused_stages(encoder: nn.Module, depth: int) -> None:
+    """Removes the encoder stages below stride ``2**depth`` (PSPNet uses depth 3).
+
+    smp builds the whole backbone and only returns the first ``depth`` features:
+    the deeper stages would count as parameters and, for timm encoders, still
+    run. Without them, parameter and FLOP counts are those of the network used.
+    """
+    if depth >= 5:
+        return
+    timm_model = getattr(encoder, "model", None)
+    stage_ends = getattr(timm_model, "_stage_out_idx", None)
+    if stage_ends and hasattr(timm_model, "blocks"):
+        # EfficientNetFeatures (MobileNetV2/V3): block i feeds output stage i + 1.
+        timm_model.blocks = timm_model.blocks[:max(stage_ends)]
+    elif hasattr(encoder, "get_stages"):
+        unused = {id(m) for stride, mods in encoder.get_stages().items() if stride > 2**depth
+                  for m in mods}
+        for name, child in list(encoder.named_children()):
+            if id(child) in unused:
+                setattr(encoder, name, nn.Identity())
+
+
+class PSPNet(SmpNetwork):
+    """PSPNet (Zhao et al., 2017): pyramid pooling (bins 1, 2, 3, 6) on the deepest features.
+
+    smp pools the encoder's stride-``2**encoder_depth`` features (stride 8 by
+    default, as the paper's dilated ResNet) into bins 1, 2, 3 and 6, each reduced
+    by a 1x1 conv to 1/4 of the channels; smp 0.6 fixes the bins.
+
+    Args:
+        backbone: Backbone config.
+        num_classes: Number of classes.
+        in_channels: Input channels.
+        encoder_depth: Encoder stages used (3 to 5); the pyramid sees stride ``2**depth``.
+        psp_out_channels: Channels of the 1x1 conv after the pyramid.
+        psp_dropout: Spatial dropout after the pyramid.
+        decoder_use_norm: Norm in the pyramid convs (``"batchnorm"``, ``"identity"``, ...).
+        upsampling: Final upsampling factor; ``2**encoder_depth`` gives the input size.
+        freeze_encoder: Freeze the encoder.
+    """
+
+    def __init__(self, backbone: dict, num_classes: int, in_channels: int = 3,
+                 encoder_depth: int = 3, psp_out_channels: int = 512, psp_dropout: float = 0.2,
+                 decoder_use_norm: str = "batchnorm", upsampling: int | None = None,
+                 freeze_encoder: bool = False) -> None:
+        super().__init__("pspnet", backbone, num_classes, in_channels, freeze_encoder,
+                         encoder_depth=encoder_depth, psp_out_channels=psp_out_channels,
+                         psp_dropout=psp_dropout, decoder_use_norm=decoder_use_norm,
+                         upsampling=upsampling or 2**encoder_depth)
+
+
+class DeepLabV3Plus(SmpNetwork):
+    """DeepLabV3+ (Chen et al., 2018): ASPP on a dilated encoder, fused with stride-4 features.
+
+    Args:
+        backbone: Backbone config.
+        num_classes: Number of classes.
+        in_channels: Input channels.
+        encoder_output_stride: 16 or 8 (the encoder's last stages are dilated).
+        decoder_atrous_rates: The three ASPP dilation rates (paper: 6/12/18 at stride
+            16, 12/24/36 at stride 8).
+        decoder_channels: Channels of ASPP and the decoder.
+        decoder_aspp_separable: Depthwise-separable ASPP convolutions.
+        decoder_aspp_dropout: Dropout of the ASPP projection.
+        freeze_encoder: Freeze the encoder.
+    """
+
+    def __init__(self, backbone: dict, num_classes: int, in_channels: int = 3,
+                 encoder_output_stride: int = 16,
+                 decoder_atrous_rates: Sequence[int] = (6, 12, 18), decoder_channels: int = 256,
+                 decoder_aspp_separable: bool = True, decoder_aspp_dropout: float = 0.5,
+                 freeze_encoder: bool = False) -> None:
+        if encoder_output_stride not in (8, 16):
+            raise ConfigError("model.encoder_output_stride", encoder_output_stride,
+                              "DeepLabV3+ dilates its encoder to stride 8 or 16", allowed=(16, 8))
+        if len(decoder_atrous_rates) != 3:
+            raise ConfigError("model.decoder_atrous_rates", list(decoder_atrous_rates),
+                              "ASPP takes exactly three rates",
+                              fix="e.g. [6, 12, 18] at stride 16 or [12, 24, 36] at stride 8")
+        super().__init__("deeplabv3plus", backbone, num_classes, in_channels, freeze_encoder,
+                         encoder_output_stride=encoder_output_stride,
+                         decoder_atrous_rates=tuple(decoder_atrous_rates),
+                         decoder_channels=decoder_channels,
+                         decoder_aspp_separable=decoder_aspp_separable,
+                         decoder_aspp_dropout=decoder_aspp_dropout)

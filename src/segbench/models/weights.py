@@ -28,8 +28,11 @@ def load_pretrained(encoder: nn.Module, backbone: dict, weights: str | Path) -> 
         ConfigError: unknown name, missing file, or weights not in the local cache.
     """
     state = _read_file(weights) if isinstance(weights, Path) else _named(backbone, weights)
-    # smp's timm-universal encoders keep the timm model under ``.model``.
-    target = encoder.model if hasattr(encoder, "model") and not _matches(encoder, state) else encoder
+    # smp's timm-universal encoders keep the timm model under ``.model``; a file may
+    # hold either's keys. (Not "most keys match": a truncated encoder has fewer.)
+    candidates = [encoder, *([encoder.model] if isinstance(getattr(encoder, "model", None),
+                                                            nn.Module) else [])]
+    target = max(candidates, key=lambda module: _matches(module, state))
     missing, unexpected = target.load_state_dict(state, strict=False)
     loaded = len(state) - len(unexpected)
     if loaded == 0:
@@ -40,9 +43,9 @@ def load_pretrained(encoder: nn.Module, backbone: dict, weights: str | Path) -> 
              weights, loaded, len(missing), len(unexpected))
 
 
-def _matches(module: nn.Module, state: dict) -> bool:
+def _matches(module: nn.Module, state: dict) -> int:
     keys = set(module.state_dict())
-    return sum(k in keys for k in state) > len(state) // 2
+    return sum(k in keys for k in state)
 
 
 def _read_file(path: Path) -> dict[str, torch.Tensor]:
