@@ -9,9 +9,10 @@ from tests.conftest import compose_config
 from torch import nn
 
 from segbench.budget import check_budget, frame_budget
+from segbench.errors import ConfigError
 from segbench.flops import count_flops
 from segbench.models import build_network
-from segbench.profiling import profile
+from segbench.profiling import profile, pytorch_latency
 
 SIZE = (64, 96)
 
@@ -128,3 +129,20 @@ def test_profile_writes_json(tmp_path):
     cpu = next(r for r in urban if r["device"] == "cpu_local")
     assert math.isclose(cpu["measured_fps"], 1000 / next(
         r["median_ms"] for r in saved["latency"] if r["batch"] == 1))
+
+
+def test_half_precision_is_cuda_only():
+    rows, skipped = pytorch_latency(unet_mobilenet(), SIZE, [1], devices=["cpu"],
+                                    precisions=["fp16", "bf16"])
+    assert rows == [] and {s["precision"] for s in skipped} == {"fp16", "bf16"}
+    with pytest.raises(ConfigError, match="allowed: fp16"):
+        pytorch_latency(unet_mobilenet(), SIZE, [1], devices=["cpu"], precisions=["fp61"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_rows_per_precision():
+    rows, _ = pytorch_latency(unet_mobilenet(), SIZE, [1, 2], devices=["cuda"], warmup=1, runs=3)
+    assert {(r["precision"], r["batch"]) for r in rows} == {
+        (p, b) for p in ("fp32", "fp16", "bf16") for b in (1, 2)}
+    assert all(r["device_type"] == "cuda" and r["median_ms"] > 0 for r in rows)
