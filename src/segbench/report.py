@@ -150,16 +150,16 @@ def markdown(rows: list[dict], classes: Sequence[str] = (),
     latency = sorted({k for r in rows for k in r if k.startswith("ms ") and k.endswith(" b1")})
     budget_cols = [budget_key(*b) for b in budget if any(budget_key(*b) in r for r in rows)]
     cols = (["model", "backbone", "width", "init", "data", "resolution", "mIoU"]
-            + [f"IoU {c}" for c in classes] + ["params M", "GFLOPs"]
+            + [f"IoU {c}" for c in classes] + ["params M", "GFLOPs", "train s"]
             + [k.removesuffix(" b1") for k in latency] + budget_cols + ["status"])
     lines = ["| " + " | ".join(cols) + " |",
-             "|" + "|".join("---:" if c in ("mIoU", "params M", "GFLOPs") or c.startswith(("IoU", "ms"))
+             "|" + "|".join("---:" if c in ("mIoU", "params M", "GFLOPs", "train s") or c.startswith(("IoU", "ms"))
                             else "---" for c in cols) + "|"]
     for r in rows:
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
         cells = ([r["model"], r["backbone"], r["width"], r["init"], r["data"], r["resolution"],
                   _pct(r["miou"])] + [_pct(r.get(f"iou_{c}")) for c in classes]
-                 + [_num(r["params_m"], 2), _num(r["gflops"], 2)]
+                 + [_num(r["params_m"], 2), _num(r["gflops"], 2), _num(r["train_time_s"], 0)]
                  + [_num(r.get(k), 1) for k in latency] + [r.get(k, "–") for k in budget_cols]
                  + [status])
         lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
