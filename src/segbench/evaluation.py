@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from segbench.errors import ConfigError
 from segbench.metrics import ConfusionMatrix, scores
 from segbench.models import load_network
+from segbench.visualize import overlay_grid, plot_confusion_matrix
 
 log = logging.getLogger(__name__)
 
@@ -19,27 +22,71 @@ Predictor = Callable[[torch.Tensor], torch.Tensor]
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Scores ``cfg.ckpt_path`` on ``cfg.split`` and writes ``eval.json`` to the output dir.
+    """Scores ``cfg.ckpt_path`` on ``cfg.split`` and writes its report to the output dir.
 
     The dataset is the checkpoint's own unless ``cfg.data`` is given. Scores
-    come from the same confusion matrix code as training's validation.
+    come from the same confusion matrix code as training's validation. With
+    ``cfg.predictions`` set, scores that folder of Cityscapes label-id PNGs
+    instead (:func:`evaluate_cityscapes_folder`).
+
+    Writes ``eval.json``, ``eval.md`` (per-class table), ``confusion_matrix.png``
+    and ``overlays.png`` (image | ground truth | prediction).
     """
+    if cfg.get("predictions"):
+        return evaluate_cityscapes_folder(cfg)
     net, hparams = load_network(cfg.ckpt_path)
     data_cfg = cfg.get("data") or OmegaConf.create(hparams["datamodule"])
     datamodule = instantiate(data_cfg, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     datamodule.prepare_data()
     device = torch.device(cfg.device)
     meta = hparams["data"]
-    confmat = score_split(torch_predictor(net, device), datamodule.loader(cfg.split),
+    predict = torch_predictor(net, device)
+    confmat = score_split(predict, datamodule.loader(cfg.split),
                           meta["num_classes"], meta["ignore_index"])
     report = {"ckpt_path": str(cfg.ckpt_path), "split": cfg.split,
               **summarize(confmat, meta["class_names"])}
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(report, indent=2))
+    (out / "eval.md").write_text(markdown_table(report, title=f"{cfg.split}: {cfg.ckpt_path}"))
+    plot_confusion_matrix(confmat, meta["class_names"], out / "confusion_matrix.png")
+    if cfg.get("num_overlays", 0) > 0:
+        samples = first_samples(datamodule.get_split(cfg.split), cfg.num_overlays)
+        overlay_grid(samples["image"], samples["mask"], predict(samples["image"]).cpu(), meta,
+                     out / "overlays.png")
     log.info("%s mIoU %.4f, pixel acc %.4f -> %s", cfg.split, report["miou"],
              report["pixel_acc"], out / "eval.json")
     return report
+
+
+def evaluate_cityscapes_folder(cfg: DictConfig) -> dict:
+    """Scores ``cfg.predictions`` (label-id PNGs) against Cityscapes ``gtFine`` like the official script.
+
+    The ground-truth root is ``cfg.gt_root``, else ``cfg.data.root``.
+    """
+    from segbench.cityscapes_eval import evaluate_predictions
+
+    root = cfg.get("gt_root") or OmegaConf.select(cfg, "data.root")
+    if not root:
+        raise ConfigError("gt_root", root, "no Cityscapes root to read gtFine/ from",
+                          fix="pass gt_root=<Cityscapes folder> (or data=cityscapes data.root=...)")
+    result = {"predictions": str(cfg.predictions), "gt_root": str(root), "split": cfg.split,
+              **evaluate_predictions(Path(root), Path(cfg.predictions), cfg.split,
+                                     instances=cfg.get("instances", True))}
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    lines = [f"# {cfg.split}: {cfg.predictions}", "",
+             f"IoU class {_pct(result['miou'])}, iIoU class {_pct(result.get('miiou'))}, "
+             f"IoU category {_pct(result['category_miou'])}, "
+             f"iIoU category {_pct(result.get('category_miiou'))}", "",
+             "| class | IoU | iIoU |", "|---|---:|---:|"]
+    lines += [f"| {name} | {_pct(iou)} | {_pct(result.get('class_iiou', {}).get(name))} |"
+              for name, iou in result["class_iou"].items()]
+    (out / "eval.md").write_text("\n".join(lines) + "\n")
+    log.info("IoU class %.4f, category %.4f -> %s", result["miou"], result["category_miou"],
+             out / "eval.json")
+    return result
 
 
 def torch_predictor(net: torch.nn.Module, device: torch.device) -> Predictor:
@@ -73,3 +120,25 @@ def summarize(confmat: torch.Tensor, class_names: list[str]) -> dict:
         "per_class_acc": dict(zip(class_names, result["acc"].tolist(), strict=True)),
         "confusion_matrix": confmat.tolist(),
     }
+
+
+def markdown_table(report: dict, title: str = "") -> str:
+    """Per-class IoU and accuracy of :func:`summarize`'s output as a Markdown table."""
+    lines = [f"# {title}", ""] if title else []
+    lines += [f"mIoU {_pct(report['miou'])}, pixel accuracy {_pct(report['pixel_acc'])}, "
+              f"class-average accuracy {_pct(report['mean_acc'])}", "",
+              "| class | IoU | accuracy |", "|---|---:|---:|"]
+    lines += [f"| {name} | {_pct(iou)} | {_pct(report['per_class_acc'][name])} |"
+              for name, iou in report["per_class_iou"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def first_samples(dataset, count: int) -> dict[str, torch.Tensor]:
+    """The first ``count`` samples of ``dataset`` stacked (for overlay pictures)."""
+    samples = [dataset[i] for i in range(min(count, len(dataset)))]
+    return {key: torch.stack([torch.as_tensor(s[key]) for s in samples])
+            for key in ("image", "mask")}
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{100 * value:.2f}"

@@ -66,6 +66,11 @@ def train(cfg: DictConfig) -> dict:
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
+    if cfg.get("profile"):
+        from segbench.profiling import profile_trained
+
+        profile_trained(module.net, cfg, out / "profile.json")
+
     metrics_file = out / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     if metrics:
