@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from segbench.metrics import ConfusionMatrix, scores
 from segbench.models import load_network
+from segbench.runtimes import make_predictor
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,11 @@ def evaluate(cfg: DictConfig) -> dict:
     data_cfg = cfg.get("data") or OmegaConf.create(hparams["datamodule"])
     datamodule = instantiate(data_cfg, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     datamodule.prepare_data()
-    device = torch.device(cfg.device)
     meta = hparams["data"]
-    confmat = score_split(torch_predictor(net, device), datamodule.loader(cfg.split),
+    confmat = score_split(make_predictor(cfg, net, hparams), datamodule.loader(cfg.split),
                           meta["num_classes"], meta["ignore_index"])
     report = {"ckpt_path": str(cfg.ckpt_path), "split": cfg.split,
+              "runtime": cfg.get("runtime") or "pytorch", "model_path": cfg.get("model_path"),
               **summarize(confmat, meta["class_names"])}
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
