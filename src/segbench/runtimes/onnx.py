@@ -151,6 +151,14 @@ def export_onnx(net: torch.nn.Module, path: str | Path, input_size: Sequence[int
     export_s = time.perf_counter() - start
 
     model = onnx.load(str(path))
+    if reason is None:
+        # forward() crops the logits to the input's H, W, but torch.export cannot prove
+        # it through every decoder and names the output dims with a formula (e.g.
+        # Min(height, 16*(...))); the probe verified the sizes match, so say so.
+        for dim, name in zip(model.graph.output[0].type.tensor_type.shape.dim,
+                             ["batch", None, "height", "width"], strict=True):
+            if name:
+                dim.dim_param = name
     for key, value in (metadata or {}).items():
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(path))
