@@ -200,6 +200,12 @@ def test_missing_tensorrt_says_how_to_get_it(monkeypatch, tmp_path):
         build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "fp16")
     with pytest.raises(ConfigError, match=r"precision='int4'.*\n  allowed: int8"):
         build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "int4")
+    cfg = compose_config("export", tmp_path, ["ckpt_path=unused.ckpt", "format=tensorrt"])
+    with pytest.raises(ConfigError, match="not installed"):
+        export(cfg)  # before loading the checkpoint or exporting anything
+    cfg = compose_config("export", tmp_path, ["ckpt_path=unused.ckpt", "precision=fp16"])
+    with pytest.raises(ConfigError, match=r"precision='fp16'.*\n  fix: add format=tensorrt"):
+        export(cfg)
 
 
 class ImageList:

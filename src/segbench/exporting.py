@@ -40,6 +40,13 @@ def export(cfg: DictConfig) -> dict:
     """
     if cfg.format not in FORMATS:
         raise ConfigError("format", cfg.format, "unknown export format", allowed=FORMATS)
+    if cfg.format == "onnx" and cfg.precision != "fp32":
+        raise ConfigError("precision", cfg.precision, "the ONNX graph is fp32; fp16 and int8 are "
+                          "TensorRT builds", fix="add format=tensorrt (or precision=fp32)")
+    if cfg.format == "tensorrt":
+        from segbench.runtimes.tensorrt import import_tensorrt
+
+        import_tensorrt()  # before any work: say now that TensorRT or the GPU is missing
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     net, hparams = load_network(cfg.ckpt_path)
