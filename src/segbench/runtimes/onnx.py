@@ -184,9 +184,18 @@ def _torch_export(net: torch.nn.Module, path: Path, example: torch.Tensor, expor
         kwargs |= {"dynamo": True, "dynamic_shapes": {"x": dims}, "external_data": False}
     else:
         kwargs |= {"dynamo": False, "dynamic_axes": {INPUT_NAME: axes, OUTPUT_NAME: axes}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # exporter chatter; failures still raise
-        torch.onnx.export(net, (example,), str(path), **kwargs)
+    # The exporter's passes log every step at INFO (hundreds of lines); failures still raise.
+    chatty = [logging.getLogger(name) for name in ("onnx_ir", "onnxscript", "torch.onnx")]
+    levels = [logger.level for logger in chatty]
+    try:
+        for logger in chatty:
+            logger.setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (example,), str(path), **kwargs)
+    finally:
+        for logger, level in zip(chatty, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _probe(net: torch.nn.Module, path: Path, input_size: Sequence[int],
