@@ -146,3 +146,19 @@ def test_cuda_rows_per_precision():
     assert {(r["precision"], r["batch"]) for r in rows} == {
         (p, b) for p in ("fp32", "fp16", "bf16") for b in (1, 2)}
     assert all(r["device_type"] == "cuda" and r["median_ms"] > 0 for r in rows)
+
+
+def test_onnxruntime_rows_beside_eager_and_tensorrt_skipped_with_reason():
+    from segbench.profiling import profile_network
+
+    result = profile_network(unet_mobilenet(), SIZE, batch_size=2,
+                             runtimes=("pytorch", "onnxruntime", "tensorrt"),
+                             devices=("cpu",), precisions=("fp32",), warmup=1, runs=2)
+    keys = {(r["runtime"], r["batch"], r["device_type"]) for r in result["latency"]}
+    assert keys == {("pytorch", 1, "cpu"), ("pytorch", 2, "cpu"),
+                    ("onnxruntime", 1, "cpu"), ("onnxruntime", 2, "cpu")}
+    ort_row = next(r for r in result["latency"] if r["runtime"] == "onnxruntime")
+    assert ort_row["input_size"] == list(SIZE) and ort_row["median_ms"] > 0
+    assert ort_row["fps"] == pytest.approx(1000.0 / ort_row["median_ms"])
+    (trt,) = [s for s in result["skipped"] if s["runtime"] == "tensorrt"]
+    assert "tensorrt" in trt["reason"].lower()

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from segbench.errors import ConfigError
 from segbench.metrics import ConfusionMatrix, scores
 from segbench.models import load_network
+from segbench.runtimes import make_predictor
 from segbench.visualize import overlay_grid, plot_confusion_matrix
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,12 @@ def evaluate(cfg: DictConfig) -> dict:
     data_cfg = cfg.get("data") or OmegaConf.create(hparams["datamodule"])
     datamodule = instantiate(data_cfg, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     datamodule.prepare_data()
-    device = torch.device(cfg.device)
     meta = hparams["data"]
-    predict = torch_predictor(net, device)
+    predict = make_predictor(cfg, net, hparams)
     confmat = score_split(predict, datamodule.loader(cfg.split),
                           meta["num_classes"], meta["ignore_index"])
     report = {"ckpt_path": str(cfg.ckpt_path), "split": cfg.split,
+              "runtime": cfg.get("runtime") or "pytorch", "model_path": cfg.get("model_path"),
               **summarize(confmat, meta["class_names"])}
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -92,7 +92,7 @@ def runtime_latency(runtime: str, net: nn.Module, input_size: Sequence[int],
     try:
         return latency_rows(net, runtime=runtime, input_size=input_size,
                             batch_sizes=batch_sizes, **kwargs), []
-    except ImportError as err:  # e.g. tensorrt not installed on this machine
+    except (ImportError, ConfigError) as err:  # e.g. TensorRT or its GPU missing here
         return [], [{"runtime": runtime, "reason": str(err)}]
 
 
