@@ -9,6 +9,7 @@ from torch import nn
 
 from segbench.metrics import ConfusionMatrix, scores
 from segbench.models import build_network
+from segbench.scale import eval_sampler, unpadded_count
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class SegmentationModule(L.LightningModule):
         self.class_names = data["class_names"]
         self.val_confmat = ConfusionMatrix(data["num_classes"], data["ignore_index"])
         self.test_confmat = ConfusionMatrix(data["num_classes"], data["ignore_index"])
+        self._eval_seen = 0  # samples this rank has scored in the current val/test epoch
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -58,6 +60,12 @@ class SegmentationModule(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "test", self.test_confmat)
 
+    def on_validation_epoch_start(self) -> None:
+        self._eval_seen = 0
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_seen = 0
+
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val", self.val_confmat)
 
@@ -65,10 +73,17 @@ class SegmentationModule(L.LightningModule):
         self._log_scores("test", self.test_confmat)
 
     def _eval_step(self, batch: dict, stage: str, confmat: ConfusionMatrix) -> None:
-        logits = self(batch["image"])
-        self.log(f"{stage}/loss", self.loss(logits, batch["mask"]), on_epoch=True,
-                 batch_size=batch["image"].shape[0])
-        confmat.update(logits.argmax(1), batch["mask"])
+        images, masks = batch["image"], batch["mask"]
+        # Under DDP the sampler pads with repeated samples: score each sample once.
+        keep = unpadded_count(eval_sampler(self._trainer, stage), self._eval_seen, len(images))
+        self._eval_seen += len(images)
+        if keep == 0:
+            return
+        images, masks = images[:keep], masks[:keep]
+        logits = self(images)
+        self.log(f"{stage}/loss", self.loss(logits, masks), on_epoch=True, sync_dist=True,
+                 batch_size=keep)
+        confmat.update(logits.argmax(1), masks)
 
     def _log_scores(self, stage: str, confmat: ConfusionMatrix) -> None:
         result = scores(confmat.compute())
