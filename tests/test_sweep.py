@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from tests.conftest import ROOT, SYNTHETIC, compose_config
 
 from segbench.errors import ConfigError
 from segbench.sweep import SweepCallback, read_status, run_job, summarize, write_status
 from segbench.wandb_offline import find_runs, read_run
-from tests.conftest import ROOT, SYNTHETIC, compose_config
 
 TINY = ["model=tiny", f"hydra.searchpath=[file://{ROOT / 'tests' / 'sweep_configs'}]"]
 

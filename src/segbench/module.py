@@ -36,7 +36,8 @@ class SegmentationModule(L.LightningModule):
                  scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
                  datamodule: dict | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"])
+        # logger=False: train() logs the whole resolved config; these would overwrite its `data`.
+        self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"], logger=False)
         self.net = build_network(net)
         self.loss = loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
