@@ -25,3 +25,19 @@ class TinyNet(SegmentationNetwork):
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.interpolate(self.head(self.encoder(x)), scale_factor=2.0,
                                          mode="bilinear", align_corners=False)
+
+
+class SlowBatches:
+    """A Lightning callback that sleeps after each training batch, so a test can kill a
+    run mid-epoch (configured as ``+callbacks.slow._target_=tests.tiny_net.SlowBatches``)."""
+
+    def __new__(cls, seconds: float = 0.3):
+        import time
+
+        import lightning as L
+
+        class _Slow(L.Callback):
+            def on_train_batch_end(self, *args, **kwargs) -> None:
+                time.sleep(seconds)
+
+        return _Slow()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,16 @@ class RNGState(L.Callback):
     """
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": _collect_rng_states(include_cuda=False)}
+        states = _collect_rng_states(include_cuda=False)
+        # Plain lists instead of numpy arrays: torch.load(weights_only=True) must read it back.
+        kind, keys, pos, has_gauss, gauss = states["numpy"]
+        states["numpy"] = (kind, keys.tolist(), pos, has_gauss, gauss)
+        return {"rng": states}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if state_dict.get("rng"):
-            _set_rng_states(state_dict["rng"])
+        states = dict(state_dict.get("rng") or {})
+        if not states:
+            return
+        kind, keys, pos, has_gauss, gauss = states["numpy"]
+        states["numpy"] = (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss)
+        _set_rng_states(states)
