@@ -3,6 +3,8 @@
 import importlib
 from pathlib import Path
 
+import torch
+
 from segbench.errors import ConfigError
 from segbench.models.base import SegmentationNetwork
 
