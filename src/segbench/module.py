@@ -6,6 +6,7 @@ from collections.abc import Callable
 import lightning as L
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from segbench.metrics import ConfusionMatrix, scores
 from segbench.models import build_network
@@ -45,6 +46,10 @@ class SegmentationModule(L.LightningModule):
         self.val_confmat = ConfusionMatrix(data["num_classes"], data["ignore_index"])
         self.test_confmat = ConfusionMatrix(data["num_classes"], data["ignore_index"])
         self._eval_seen = 0  # samples this rank has scored in the current val/test epoch
+        # Mean loss over the split's valid pixels, summed across ranks by torchmetrics (Lightning's
+        # own sync_dist mean floor-divides its integer batch count).
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.ignore_index = data["ignore_index"]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -82,8 +87,9 @@ class SegmentationModule(L.LightningModule):
             return
         images, masks = images[:keep], masks[:keep]
         logits = self(images)
-        self.log(f"{stage}/loss", self.loss(logits, masks), on_epoch=True, sync_dist=True,
-                 batch_size=keep)
+        loss_metric = self.val_loss if stage == "val" else self.test_loss
+        loss_metric.update(self.loss(logits, masks), weight=(masks != self.ignore_index).sum())
+        self.log(f"{stage}/loss", loss_metric, on_epoch=True, batch_size=keep)
         confmat.update(logits.argmax(1), masks)
 
     def _log_scores(self, stage: str, confmat: ConfusionMatrix) -> None:
