@@ -13,14 +13,16 @@ from segbench.errors import SegbenchError
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from segbench.sweep import run_job
     from segbench.training import train
 
     try:
-        metrics = train(cfg)
+        # status.json, skipped pairs, failed jobs that don't stop a sweep, resume=auto.
+        best = run_job(cfg, train)
     except SegbenchError as err:
         raise SystemExit(f"error: {err}") from None
     # The returned value is what Hydra sweepers (e.g. Optuna) optimise.
-    return metrics.get("best_val_miou")
+    return best
 
 
 if __name__ == "__main__":

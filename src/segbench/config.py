@@ -25,6 +25,7 @@ def check_group_overrides(argv: list[str], config_dir: Path = CONFIG_DIR) -> Non
     Raises:
         ConfigError: an override names an unknown option.
     """
+    extra_dirs = _searchpath_dirs(argv)
     for arg in argv:
         if "=" not in arg or arg.startswith(("~", "hydra.", "hydra/")):
             continue
@@ -33,7 +34,7 @@ def check_group_overrides(argv: list[str], config_dir: Path = CONFIG_DIR) -> Non
         if key.startswith("hydra/") or not (config_dir / key).is_dir():
             continue
         choices = [v.strip() for v in value.strip("[]").split(",")] if value else []
-        options = group_options(key, config_dir)
+        options = sorted({o for d in (config_dir, *extra_dirs) for o in group_options(key, d)})
         for choice in choices:
             if choice in ("null", "") or choice in options:
                 continue
@@ -44,6 +45,18 @@ def check_group_overrides(argv: list[str], config_dir: Path = CONFIG_DIR) -> Non
                 allowed=options,
                 fix=f"pick one of the allowed options, e.g. {key}={options[0] if options else '...'}",
             )
+
+
+def _searchpath_dirs(argv: list[str]) -> list[Path]:
+    """Config dirs added with ``hydra.searchpath=[file://...]`` (their options count too)."""
+    dirs = []
+    for arg in argv:
+        if arg.startswith("hydra.searchpath="):
+            for item in arg.split("=", 1)[1].strip("[]").split(","):
+                item = item.strip().strip("'\"")
+                if item.startswith("file://"):
+                    dirs.append(Path(item.removeprefix("file://")))
+    return dirs
 
 
 def run_checked(main, argv: list[str] | None = None) -> None:

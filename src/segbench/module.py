@@ -6,9 +6,11 @@ from collections.abc import Callable
 import lightning as L
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from segbench.metrics import ConfusionMatrix, scores
 from segbench.models import build_network
+from segbench.scale import eval_sampler, unpadded_count
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +37,19 @@ class SegmentationModule(L.LightningModule):
                  scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
                  datamodule: dict | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"])
+        # logger=False: train() logs the whole resolved config; these would overwrite its `data`.
+        self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"], logger=False)
         self.net = build_network(net)
         self.loss = loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names = data["class_names"]
         self.val_confmat = ConfusionMatrix(data["num_classes"], data["ignore_index"])
         self.test_confmat = ConfusionMatrix(data["num_classes"], data["ignore_index"])
+        self._eval_seen = 0  # samples this rank has scored in the current val/test epoch
+        # Mean loss over the split's valid pixels, summed across ranks by torchmetrics (Lightning's
+        # own sync_dist mean floor-divides its integer batch count).
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.ignore_index = data["ignore_index"]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -59,6 +67,12 @@ class SegmentationModule(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "test", self.test_confmat)
 
+    def on_validation_epoch_start(self) -> None:
+        self._eval_seen = 0
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_seen = 0
+
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val", self.val_confmat)
 
@@ -66,11 +80,19 @@ class SegmentationModule(L.LightningModule):
         self._log_scores("test", self.test_confmat)
 
     def _eval_step(self, batch: dict, stage: str, confmat: ConfusionMatrix) -> None:
-        logits = self(batch["image"])
-        mask = target_like(batch["mask"], logits)
-        self.log(f"{stage}/loss", self.loss(logits, mask), on_epoch=True,
-                 batch_size=batch["image"].shape[0])
-        confmat.update(logits.argmax(1), mask)
+        images, masks = batch["image"], batch["mask"]
+        # Under DDP the sampler pads with repeated samples: score each sample once.
+        keep = unpadded_count(eval_sampler(self._trainer, stage), self._eval_seen, len(images))
+        self._eval_seen += len(images)
+        if keep == 0:
+            return
+        images, masks = images[:keep], masks[:keep]
+        logits = self(images)
+        masks = target_like(masks, logits)
+        loss_metric = self.val_loss if stage == "val" else self.test_loss
+        loss_metric.update(self.loss(logits, masks), weight=(masks != self.ignore_index).sum())
+        self.log(f"{stage}/loss", loss_metric, on_epoch=True, batch_size=keep)
+        confmat.update(logits.argmax(1), masks)
 
     def _log_scores(self, stage: str, confmat: ConfusionMatrix) -> None:
         result = scores(confmat.compute())

@@ -1,0 +1,83 @@
+"""Continuing killed runs: what counts as finished, where to resume from, and RNG state.
+
+``resume=auto`` (see :func:`segbench.sweep.run_job`) looks into the run dir: a run
+whose ``status.json`` says ``ok`` is finished; otherwise ``checkpoints/last.ckpt``
+(written atomically at the end of every epoch) is where training continues.
+``ckpt_path=last`` asks Lightning for the same file directly.
+
+A resumed run reaches the same numbers as an uninterrupted one in deterministic
+mode only if its random streams continue too: :class:`RNGState` stores the
+torch / numpy / python generators in each checkpoint and puts them back when the
+checkpoint is restored, before the first resumed epoch draws its shuffle order.
+"""
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+
+log = logging.getLogger(__name__)
+
+
+def finished_metrics(run_dir: str | Path) -> dict | None:
+    """The ``metrics.json`` of a run that finished (status ``ok``), else None."""
+    from segbench.sweep import read_status
+
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    if not status or status.get("status") != "ok":
+        return None
+    try:
+        return json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None  # finished but its metrics are gone: train again
+
+
+def resume_checkpoint(run_dir: str | Path, dirpath: str | Path | None = None) -> Path | None:
+    """The ``last.ckpt`` to continue from, or None to start fresh.
+
+    Also removes temporary files a kill during a checkpoint write left behind
+    (:class:`segbench.checkpoint.AtomicCheckpointIO` writes ``.<name>.*.tmp``
+    and renames it, so ``last.ckpt`` itself is always complete).
+
+    Args:
+        run_dir: The run's output dir.
+        dirpath: The checkpoint folder (default ``<run_dir>/checkpoints``).
+    """
+    folder = Path(dirpath) if dirpath else Path(run_dir) / "checkpoints"
+    for stale in folder.glob(".*.ckpt.*.tmp"):
+        log.info("removing an interrupted checkpoint write: %s", stale)
+        stale.unlink(missing_ok=True)
+    last = folder / "last.ckpt"
+    return last if last.is_file() else None
+
+
+class RNGState(L.Callback):
+    """Saves the random generators with each checkpoint and restores them on resume.
+
+    Lightning restores model, optimizer, loops and callbacks but not the global
+    generators, so a resumed epoch would shuffle differently from the same epoch
+    of an uninterrupted run. The state is taken when the end-of-epoch checkpoint
+    is written and put back when Lightning restores callbacks, which is before
+    the resumed fit loop creates its data iterator (the sanity check in between
+    runs under Lightning's ``isolate_rng``).
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        states = _collect_rng_states(include_cuda=False)
+        # Plain lists instead of numpy arrays: torch.load(weights_only=True) must read it back.
+        kind, keys, pos, has_gauss, gauss = states["numpy"]
+        states["numpy"] = (kind, keys.tolist(), pos, has_gauss, gauss)
+        return {"rng": states}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        states = dict(state_dict.get("rng") or {})
+        if not states:
+            return
+        kind, keys, pos, has_gauss, gauss = states["numpy"]
+        states["numpy"] = (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss)
+        _set_rng_states(states)

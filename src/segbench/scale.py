@@ -1,0 +1,78 @@
+"""Scaling out and speeding up: exact metrics under DDP, channels_last memory format.
+
+DDP evaluation: Lightning gives each process a ``DistributedSampler``, which pads
+the dataset by repeating its first samples so every rank gets the same number
+(``torch.utils.data.DistributedSampler``, ``drop_last=False``). Counting those
+repeats would make a 2-process mIoU differ from a 1-process one. The padded
+positions are known: rank ``r`` of ``R`` receives positions ``r, r + R, ...``
+of the padded index list, and only positions ``>= len(dataset)`` are repeats,
+so they are the last ones each rank sees. :func:`unpadded_count` says how many
+samples of a batch are real, and the module scores only those.
+"""
+
+import logging
+
+import lightning as L
+import torch
+from torch.utils.data import DistributedSampler
+
+log = logging.getLogger(__name__)
+
+
+def unpadded_count(sampler: object, seen: int, batch_size: int) -> int:
+    """How many of the next ``batch_size`` samples of this rank are not padding.
+
+    Args:
+        sampler: The evaluation loader's sampler.
+        seen: Samples this rank has already received in this epoch.
+        batch_size: Samples in the current batch.
+    """
+    if not isinstance(sampler, DistributedSampler) or sampler.drop_last:
+        return batch_size
+    real = len(range(sampler.rank, len(sampler.dataset), sampler.num_replicas))
+    return max(0, min(batch_size, real - seen))
+
+
+def eval_sampler(trainer: L.Trainer | None, stage: str, dataloader_idx: int = 0) -> object:
+    """The sampler of the loader a ``val``/``test`` step is reading, or None."""
+    if trainer is None:
+        return None
+    loaders = trainer.val_dataloaders if stage == "val" else trainer.test_dataloaders
+    if isinstance(loaders, list | tuple):
+        loaders = loaders[dataloader_idx] if len(loaders) > dataloader_idx else None
+    return getattr(loaders, "sampler", None)
+
+
+class ChannelsLast(L.Callback):
+    """Runs the network in ``torch.channels_last`` memory format.
+
+    On CUDA with mixed precision (``trainer.precision=16-mixed|bf16-mixed``)
+    convolutions then use the tensor cores without layout transposes; on CPU
+    the gain depends on the kernels (measure before relying on it). Weights are
+    converted once at fit start; inputs by a forward pre-hook on the network.
+
+    Args:
+        enabled: Convert (``false`` leaves the network as it is).
+    """
+
+    def __init__(self, enabled: bool = False) -> None:
+        self.enabled = enabled
+        self._hook = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not self.enabled or self._hook is not None:
+            return
+        net = getattr(pl_module, "net", pl_module)
+        net.to(memory_format=torch.channels_last)
+        self._hook = net.register_forward_pre_hook(_to_channels_last)
+        log.info("channels_last memory format on %s", type(net).__name__)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+
+def _to_channels_last(module: torch.nn.Module, args: tuple) -> tuple:
+    return tuple(a.contiguous(memory_format=torch.channels_last)
+                 if isinstance(a, torch.Tensor) and a.ndim == 4 else a for a in args)

@@ -1,0 +1,252 @@
+"""Sweeps that survive real use: per-job status, skipped and failed runs, resume, the report.
+
+Every job of ``python train.py -m ...`` runs through :func:`run_job`, which writes
+``status.json`` into the job's run dir::
+
+    {"status": "ok" | "failed" | "skipped", "reason": str, "overrides": [...]}
+
+- an incompatible model x backbone pair is skipped before anything is built,
+  with :func:`segbench.models.check_compatible`'s message as the reason;
+- a job that raises is recorded as failed with its error, and the sweep goes on;
+- with ``resume=auto`` a job whose run dir already holds an ``ok`` status is not
+  redone, and an unfinished one continues from ``checkpoints/last.ckpt``.
+
+:class:`SweepCallback` (a Hydra callback, ``conf/hydra/default.yaml``) gathers the
+statuses into ``sweep_status.json`` at the end of the multirun, writes the
+comparison report (:func:`segbench.report.write_report`) into the sweep dir, and
+exits non-zero only if no job of the sweep succeeded.
+"""
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from segbench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+STATUSES = ("ok", "failed", "skipped")
+
+
+def write_status(run_dir: str | Path, status: str, reason: str = "",
+                 overrides: list[str] | None = None) -> Path:
+    """Writes ``<run_dir>/status.json`` atomically (only on the global-zero process)."""
+    if status not in STATUSES:
+        raise ValueError(f"status={status!r}: allowed: {', '.join(STATUSES)}")
+    path = Path(run_dir) / STATUS_FILE
+    if _rank() != 0:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"status": status, "reason": reason,
+                               "overrides": list(overrides or [])}, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def read_status(run_dir: str | Path) -> dict | None:
+    """The ``status.json`` of a run dir, or None if it has none (or an unreadable one)."""
+    path = Path(run_dir) / STATUS_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_job(cfg: DictConfig, task: Callable[[DictConfig], dict]) -> float | None:
+    """Runs one training job (a single run or one job of a sweep) and records its status.
+
+    Args:
+        cfg: The job's composed config (``conf/train.yaml``).
+        task: The training function, :func:`segbench.training.train`.
+
+    Returns:
+        The job's ``best_val_miou`` (what sweepers such as Optuna optimise), or
+        None for a skipped or failed sweep job.
+
+    Raises:
+        Exception: in a single run, whatever ``task`` raised (a sweep records
+        it as failed instead and goes on).
+    """
+    from segbench.models import check_compatible
+    from segbench.resume import finished_metrics, resume_checkpoint
+
+    out = Path(cfg.paths.output_dir)
+    overrides, multirun = _job_overrides(), _is_multirun()
+    resume = cfg.get("resume")
+    if resume not in (None, "auto", "never"):
+        raise ConfigError("resume", resume, "unknown resume mode", allowed=["auto", "never", "null"],
+                          fix="resume=auto continues the run in the run dir; resume=null starts over")
+    if resume == "auto" and (done := finished_metrics(out)) is not None:
+        log.info("already finished, not redone (resume=auto): %s", out)
+        return done.get("best_val_miou")
+    try:
+        check_compatible(cfg.model, cfg.backbone)
+    except ConfigError as err:
+        write_status(out, "skipped", str(err), overrides)
+        if not multirun:
+            raise
+        log.warning("skipped %s: %s", " ".join(overrides), err)
+        return None
+
+    if resume == "auto" and cfg.get("ckpt_path") is None and (last := resume_checkpoint(out)):
+        log.info("resuming from %s (resume=auto)", last)
+        with open_dict(cfg):
+            cfg.ckpt_path = str(last)
+    try:
+        metrics = task(cfg)
+    except Exception as err:
+        write_status(out, "failed", f"{type(err).__name__}: {err}", overrides)
+        if not multirun:
+            raise
+        log.error("failed %s:\n%s", " ".join(overrides), traceback.format_exc())
+        return None
+    finally:
+        _finish_wandb()
+    write_status(out, "ok", "", overrides)
+    return metrics.get("best_val_miou")
+
+
+def summarize(sweep_dir: str | Path) -> dict:
+    """Gathers the ``status.json`` of every job under ``sweep_dir``.
+
+    Returns:
+        ``{"counts": {status: n}, "runs": [{"dir", "status", "reason", "overrides"}]}``.
+    """
+    sweep_dir = Path(sweep_dir)
+    runs = []
+    for path in sorted(sweep_dir.rglob(STATUS_FILE)):
+        status = read_status(path.parent) or {"status": "failed", "reason": "unreadable status.json"}
+        runs.append({"dir": str(path.parent.relative_to(sweep_dir)), **status})
+    counts = {s: sum(r["status"] == s for r in runs) for s in STATUSES}
+    return {"counts": counts, "runs": runs}
+
+
+try:
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover - hydra-core < 1.1
+    _HydraCallback = object
+
+
+class SweepCallback(_HydraCallback):
+    """Hydra callback: a status for every job, and the sweep's summary and report.
+
+    Args:
+        report: Write the comparison report (:mod:`segbench.report`) into the
+            sweep dir at the end of a multirun.
+    """
+
+    def __init__(self, report: bool = True) -> None:
+        self.report = report
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        # A job that failed outside run_job (e.g. while composing its config) still gets a status.
+        from hydra.core.utils import JobStatus
+
+        out = Path(config.hydra.runtime.output_dir)
+        if job_return.status == JobStatus.FAILED and read_status(out) is None:
+            err = job_return._return_value
+            write_status(out, "failed", f"{type(err).__name__}: {err}",
+                         list(config.hydra.overrides.task))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        summary = summarize(sweep_dir)
+        (sweep_dir / "sweep_status.json").write_text(json.dumps(summary, indent=2))
+        counts = summary["counts"]
+        log.info("sweep %s: %d ok, %d failed, %d skipped", sweep_dir, counts["ok"],
+                 counts["failed"], counts["skipped"])
+        for run in summary["runs"]:
+            if run["status"] != "ok":
+                log.info("  %s %s: %s", run["status"], run["dir"], run["reason"].splitlines()[0])
+        if self.report and counts["ok"]:
+            self._write_report(sweep_dir)
+        if not counts["ok"]:
+            # SystemExit passes through Hydra's error handler: the exit code reaches the shell.
+            raise SystemExit(f"error: no run of the sweep succeeded ({counts['failed']} failed, "
+                             f"{counts['skipped']} skipped); see {sweep_dir / 'sweep_status.json'}")
+
+    @staticmethod
+    def _write_report(sweep_dir: Path) -> None:
+        try:
+            from segbench.report import write_report
+        except ImportError as err:
+            log.warning("no comparison report: segbench.report is not available (%s)", err)
+            return
+        written = write_report(sweep_dir)
+        log.info("comparison report: %s", ", ".join(str(p) for p in written.values()))
+
+
+def sweep_group(default: str) -> str:
+    """OmegaConf resolver ``${sweep_group:<default>}``: the sweep dir's name in a multirun.
+
+    Runs of one multirun share a W&B group; a single run falls back to ``default``.
+    """
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            return Path(hydra_cfg.sweep.dir).name
+    except ValueError:  # no Hydra run (a config loaded by hand)
+        pass
+    return default
+
+
+def run_name(model: str, backbone: DictConfig | dict) -> str:
+    """OmegaConf resolver ``${run_name:<model option>,${backbone}}``: ``unet-mobilenet-v2-w0.5``."""
+    parts = [str(model), str(backbone.get("name"))]
+    if backbone.get("version") is not None:
+        parts.append(str(backbone["version"]))
+    if backbone.get("width") is not None:
+        parts.append(f"w{backbone['width']}")
+    return "-".join(parts)
+
+
+def register_resolvers() -> None:
+    """Registers segbench's OmegaConf resolvers (idempotent)."""
+    for name, fn in (("sweep_group", sweep_group), ("run_name", run_name)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def _job_overrides() -> list[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+def _is_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def _rank() -> int:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0)
+
+
+def _finish_wandb() -> None:
+    # Jobs of one sweep share a process (basic launcher) or a worker (joblib): close the
+    # W&B run so the next job starts its own.
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
