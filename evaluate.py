@@ -4,7 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from segbench.config import run_checked
-from segbench.errors import SegbenchError
+from segbench.errors import user_error
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
@@ -13,8 +13,10 @@ def main(cfg: DictConfig) -> None:
 
     try:
         evaluate(cfg)
-    except SegbenchError as err:
-        raise SystemExit(f"error: {err}") from None
+    except Exception as err:  # a SegbenchError, possibly inside Hydra's InstantiationException
+        if (user := user_error(err)) is None:
+            raise
+        raise SystemExit(f"error: {user}") from None
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from segbench.config import run_checked
-from segbench.errors import SegbenchError
+from segbench.errors import user_error
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -19,8 +19,10 @@ def main(cfg: DictConfig) -> float | None:
     try:
         # status.json, skipped pairs, failed jobs that don't stop a sweep, resume=auto.
         best = run_job(cfg, train)
-    except SegbenchError as err:
-        raise SystemExit(f"error: {err}") from None
+    except Exception as err:  # a SegbenchError, possibly inside Hydra's InstantiationException
+        if (user := user_error(err)) is None:
+            raise
+        raise SystemExit(f"error: {user}") from None
     # The returned value is what Hydra sweepers (e.g. Optuna) optimise.
     return best
 

@@ -18,7 +18,6 @@ from omegaconf import OmegaConf
 from bench.common import compose, machine, save
 
 
-
 def fvcore_gmacs(net, size) -> float:
     from fvcore.nn import FlopCountAnalysis
 

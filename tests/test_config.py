@@ -4,10 +4,10 @@ import sys
 import pytest
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from tests.conftest import ROOT, compose_config
 
 from segbench.config import CONFIG_DIR, check_group_overrides, group_options
 from segbench.errors import ConfigError
-from tests.conftest import ROOT, compose_config
 
 GROUPS = ["model", "backbone", "data", "init", "loss", "optimizer", "scheduler", "augment",
           "trainer", "logger", "callbacks", "debug"]
@@ -18,7 +18,7 @@ def test_every_group_option_composes(group, tmp_path):
     options = group_options(group)
     assert options, f"conf/{group} has no options"
     for option in options:
-        cfg = compose_config("train", tmp_path, [f"{group}={option}"])
+        compose_config("train", tmp_path, [f"{group}={option}"])
         assert HydraConfig.get().runtime.choices[group] == option
 
 
@@ -48,3 +48,17 @@ def test_dataset_facts_reach_model_and_loss(tmp_path):
     cfg = compose_config("train", tmp_path, ["data=camvid"])
     assert cfg.model.num_classes == cfg.data.num_classes == 11
     assert instantiate(cfg.loss).ignore_index == 11
+
+
+def test_user_error_found_inside_hydra_instantiate():
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from segbench.errors import DataError, user_error
+
+    with pytest.raises(InstantiationException) as info:
+        instantiate({"_target_": "segbench.data.camvid.CamVid", "root": "/nonexistent/camvid",
+                     "split": "train"})
+    found = user_error(info.value)
+    assert isinstance(found, DataError) and str(found.path) == "/nonexistent/camvid"
+    assert user_error(RuntimeError("unrelated")) is None

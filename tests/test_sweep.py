@@ -118,7 +118,11 @@ def test_arch_comparison_states_its_grid_and_shared_budget(tmp_path):
     cfg = compose_config("train", tmp_path, ["experiment=arch_comparison"])
     hydra_cfg = HydraConfig.get()
     assert set(hydra_cfg.sweeper.params) == {"model", "backbone"}
-    assert hydra_cfg.sweeper.params.backbone.split(",") == ["mobilenet", "resnet50", "resnext_wsl"]
+    # The whole zoo: every conf/model and conf/backbone option is in the grid.
+    conf = Path(__file__).parents[1] / "conf"
+    for group in ("model", "backbone"):
+        options = {p.stem for p in (conf / group).glob("*.yaml")}
+        assert set(hydra_cfg.sweeper.params[group].split(",")) == options, group
     assert str(hydra_cfg.mode) == "RunMode.MULTIRUN"
     assert cfg.profile is True and cfg.resume == "auto" and cfg.seed == 42
     # Deterministic job dirs (no timestamp): re-running the command finds its jobs.

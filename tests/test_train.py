@@ -1,13 +1,15 @@
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
+from tests.conftest import ROOT, compose_config
 
 from segbench.evaluation import evaluate
 from segbench.models import load_network
 from segbench.training import train
-from tests.conftest import compose_config
 
 
 def test_fast_dev_run_synthetic(train_cfg):
@@ -48,3 +50,17 @@ def test_bad_monitor_fails_before_training(train_cfg):
 
     with pytest.raises(ConfigError, match="(?s)val/mIoU.*allowed: val/miou"):
         train(train_cfg("callbacks.model_checkpoint.monitor=val/mIoU"))
+
+
+def test_missing_dataset_root_is_one_line_not_a_traceback(tmp_path):
+    """The error raised inside Hydra's instantiate still reaches the user as segbench's message."""
+    missing = tmp_path / "camvid"
+    proc = subprocess.run(
+        [sys.executable, "train.py", "data=camvid", f"data.root={missing}", "logger=csv",
+         f"paths.log_dir={tmp_path / 'logs'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "InstantiationException" not in proc.stderr
+    error = proc.stderr[proc.stderr.index("error: "):]
+    assert error.startswith(f"error: {missing}: dataset root does not exist")
+    assert "fix: set data.root" in error

@@ -44,3 +44,19 @@ def closest_first(value: object, allowed: Iterable[object]) -> list[str]:
     options = [str(a) for a in allowed]
     close = difflib.get_close_matches(str(value), options, n=len(options), cutoff=0.0)
     return close + [o for o in options if o not in close]
+
+
+def user_error(err: BaseException) -> SegbenchError | None:
+    """The :class:`SegbenchError` behind ``err``, if any.
+
+    Hydra's ``instantiate`` wraps what a constructor raises in an
+    ``InstantiationException``; the entry points unwrap it so a bad dataset path
+    still reads as one line naming the file and the fix.
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, SegbenchError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

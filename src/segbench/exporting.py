@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from segbench.errors import ConfigError, SegbenchError
+from segbench.errors import ConfigError, SegbenchError, user_error
 from segbench.evaluation import score_split, summarize, torch_predictor
 from segbench.models import load_network
 from segbench.runtimes.benchmark import Runtime, format_table, latency_table
@@ -247,8 +247,10 @@ def main() -> None:
     def _main(cfg: DictConfig) -> None:
         try:
             export(cfg)
-        except SegbenchError as err:
-            raise SystemExit(f"error: {err}") from None
+        except Exception as err:  # a SegbenchError, possibly inside Hydra's InstantiationException
+            if (user := user_error(err)) is None:
+                raise
+            raise SystemExit(f"error: {user}") from None
 
     run_checked(_main)
 

@@ -43,10 +43,7 @@ def time_callable(fn: Callable[[], object], warmup: int = 5, runs: int = 30,
 def device_tags(device: str | torch.device = "cpu") -> dict[str, object]:
     """Tags a latency figure must carry: device name, threads, versions."""
     device = torch.device(device)
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {"device": name, "device_type": device.type, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version()}
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from segbench.budget import check_budget
 from segbench.config import CONFIG_DIR, run_checked
-from segbench.errors import ConfigError, SegbenchError
+from segbench.errors import ConfigError, user_error
 from segbench.flops import count_flops
 from segbench.latency import device_tags, time_callable
 
@@ -205,8 +205,10 @@ def summary(result: dict) -> str:
 def main(cfg: DictConfig) -> None:
     try:
         print(summary(profile(cfg)))
-    except SegbenchError as err:
-        raise SystemExit(f"error: {err}") from None
+    except Exception as err:  # a SegbenchError, possibly inside Hydra's InstantiationException
+        if (user := user_error(err)) is None:
+            raise
+        raise SystemExit(f"error: {user}") from None
 
 
 if __name__ == "__main__":
