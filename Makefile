@@ -7,10 +7,11 @@ ARGS ?=
 PYTEST_ARGS ?= -n 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all lint format bench clean
+.PHONY: help install train test test-all lint format clean \
+	bench bench-overhead bench-loader bench-flops bench-latency bench-export bench-accuracy
 
 help: ## Show this help.
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,8 +37,27 @@ format: install ## Apply ruff's fixes and formatting.
 	$(VENV)/bin/ruff check --fix src tests bench *.py
 	$(VENV)/bin/ruff format src tests bench *.py
 
-bench: install ## Run every benchmark in bench/ (results: bench/RESULTS.md).
-	@echo "benchmarks: see bench/README.md"
+# Benchmarks write bench/out/<name>.json; bench/RESULTS.md quotes them. Run them on a quiet
+# machine. CamVid is read from ../shared/datasets/camvid or $$SEGBENCH_CAMVID.
+bench: bench-overhead bench-loader bench-flops bench-latency bench-export bench-accuracy ## Run every benchmark (results: bench/RESULTS.md).
+
+bench-overhead: install ## train.py's time per step vs a bare PyTorch loop (target <= 1.03).
+	$(PY) -m bench.overhead $(ARGS)
+
+bench-loader: install ## CamVid images/s through segbench's loader vs a bare decode+augment loop.
+	$(PY) -m bench.loader $(ARGS)
+
+bench-flops: install ## segbench's FLOP counter vs fvcore and ptflops for every zoo pair.
+	$(PY) -m bench.flops $(ARGS)
+
+bench-latency: install ## Eager vs ONNX Runtime (vs CUDA/TensorRT) latency at 360x480 and 512x1024.
+	$(PY) -m bench.latency $(ARGS)
+
+bench-export: install ## Per-model export table: short CamVid run, ONNX export, parity, mIoU delta.
+	$(PY) bench/export_zoo.py --data-root $${SEGBENCH_CAMVID:-../shared/datasets/camvid} --backbones mobilenet --steps 20 $(ARGS)
+
+bench-accuracy: install ## CamVid val mIoU of the zoo from scratch (reduced CPU recipe; ARGS=--full on a GPU).
+	$(PY) -m bench.accuracy $(ARGS)
 
 clean: ## Remove run outputs and caches (keeps .venv and data/).
 	rm -rf logs outputs multirun .pytest_cache .ruff_cache wandb

@@ -6,7 +6,7 @@ convolutions and matrix products (1 MAC = 2 FLOPs); compared with fvcore's
 `conv` + `matmul`/`linear` counts (fvcore reports MACs and calls them flops) and
 ptflops' aten backend (MACs of aten convolution/mm ops).
 
-    python bench/flops.py [--size 360 480] [--all]
+    python -m bench.flops [--size 360 480] [--all]
 """
 
 import argparse

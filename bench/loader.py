@@ -7,7 +7,7 @@ Normalize + ToTensorV2), in the main process. segbench's figure goes through
 with 0, 1 and 2 workers. The bottleneck check compares the loader's images/s
 with the training images/s of the fastest zoo model at the same size.
 
-    python bench/loader.py [--images 120] [--batch 4]
+    python -m bench.loader [--images 120] [--batch 4]
 """
 
 import argparse

@@ -9,7 +9,7 @@ between consecutive batch starts (so it includes everything the framework does
 per step) over the steady-state steps of each repeat; the two loops alternate
 so drift in machine load hits both.
 
-    python bench/overhead.py [--repeats 5] [--steps 30] [model=unet backbone=mobilenet ...]
+    python -m bench.overhead [--repeats 5] [--steps 30] [model=unet backbone=mobilenet ...]
 """
 
 import argparse
