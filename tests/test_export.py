@@ -163,6 +163,16 @@ def test_export_json(exported):
     assert ort_row["input"] == [1, 3, 64, 96] and "miou" in ort_row and ort_row["p90_ms"] > 0
 
 
+def test_export_scores_a_subset_when_asked(exported, tmp_path):
+    ckpt, _, full = exported
+    cfg = compose_config("export", tmp_path, [f"ckpt_path={ckpt}", "evaluate_images=5",
+                                              "batch_size=4", "parity_images=2"])
+    report = export(cfg)
+    # Whole batches: 5 images round up to 2 batches of 4.
+    assert report["accuracy"]["images"] == 8 < full["accuracy"]["images"]
+    assert report["accuracy"]["miou"]["pytorch"] != full["accuracy"]["miou"]["pytorch"]
+
+
 def test_onnx_metadata_carries_preprocessing(exported):
     import onnx
 

@@ -61,7 +61,7 @@ def runs(tmp_path) -> Path:
              status={"status": "failed", "reason": "CUDA out of memory",
                      "overrides": ["model=unet", "backbone=mobilenet", "backbone.width=0.75"]})
     fake_run(root / "5", None, None, config=False,
-             status={"status": "skipped", "reason": "pspnet needs static shapes",
+             status={"status": "skipped", "reason": "pspnet needs static shapes\n  fix: use x",
                      "overrides": ["model=pspnet", "backbone=resnet50"]})
     return root
 
@@ -94,7 +94,7 @@ def test_report_files_and_rows(runs, tmp_path):
     table = [line for line in md.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 6
     assert "ms pytorch cpu fp32" in table[0] and "urban drive_px2_igpu fp32" in table[0]
-    assert "| failed: CUDA out of memory |" in md and "skipped: pspnet needs static shapes" in md
+    assert "| failed: CUDA out of memory |" in md and "skipped: pspnet needs static shapes; fix: use x |" in md
     assert "47.00" in md and "fits +45%" in md
     assert Image.open(files["pareto"]).size[0] > 300
 

@@ -5,8 +5,10 @@ or ``segbench export ...`` (same config, ``conf/export.yaml``).
 """
 
 import copy
+import itertools
 import json
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -96,11 +98,18 @@ def export(cfg: DictConfig) -> dict:
 
     miou = {}
     if cfg.evaluate:
-        miou = {name: summarize(score_split(predict, datamodule.loader(cfg.split),
-                                            meta["num_classes"], meta["ignore_index"]),
-                                meta["class_names"])["miou"]
+        limit = cfg.get("evaluate_images")
+        batches = math.ceil(limit / cfg.batch_size) if limit else None
+
+        def split_batches():
+            return itertools.islice(datamodule.loader(cfg.split), batches)
+
+        miou = {name: summarize(score_split(predict, split_batches(), meta["num_classes"],
+                                            meta["ignore_index"]), meta["class_names"])["miou"]
                 for name, predict in [("pytorch", torch_predictor(net, device)), *models.items()]}
-        report["accuracy"] = {"split": cfg.split, "miou": miou, "miou_delta_points": {
+        report["accuracy"] = {"split": cfg.split, "images": min(len(dataset), batches *
+                                                              cfg.batch_size) if batches
+                              else len(dataset), "miou": miou, "miou_delta_points": {
             name: round((value - miou["pytorch"]) * 100, 4) for name, value in miou.items()
             if name != "pytorch"}}
     if cfg.benchmark:

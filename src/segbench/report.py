@@ -156,7 +156,7 @@ def markdown(rows: list[dict], classes: Sequence[str] = (),
              "|" + "|".join("---:" if c in ("mIoU", "params M", "GFLOPs", "train s") or c.startswith(("IoU", "ms"))
                             else "---" for c in cols) + "|"]
     for r in rows:
-        status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
+        status = r["status"] if r["status"] == "ok" else f"{r['status']}: {_one_line(r['reason'])}"
         cells = ([r["model"], r["backbone"], r["width"], r["init"], r["data"], r["resolution"],
                   _pct(r["miou"])] + [_pct(r.get(f"iou_{c}")) for c in classes]
                  + [_num(r["params_m"], 2), _num(r["gflops"], 2), _num(r["train_time_s"], 0)]
@@ -298,3 +298,8 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _one_line(text: str) -> str:
+    """A multi-line reason (a ConfigError's problem, allowed, fix) as one table cell."""
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
