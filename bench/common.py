@@ -22,16 +22,28 @@ def machine() -> dict:
 
     tags = device_tags("cpu")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": tags["device"], "cores": os.cpu_count(), "torch_threads": tags["threads"],
-            "gpu": gpu, "torch": torch.__version__, "python": platform.python_version(),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": _commit(), "load_avg_1min": os.getloadavg()[0]}
+    return {
+        "cpu": tags["device"],
+        "cores": os.cpu_count(),
+        "torch_threads": tags["threads"],
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _commit(),
+        "load_avg_1min": os.getloadavg()[0],
+    }
 
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

@@ -21,8 +21,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from segbench.config import group_options  # noqa: E402
 
-BACKBONES = {"mobilenet": ["backbone=mobilenet", "backbone.width=0.5"],
-             "resnet50": ["backbone=resnet50"]}
+BACKBONES = {
+    "mobilenet": ["backbone=mobilenet", "backbone.width=0.5"],
+    "resnet50": ["backbone=resnet50"],
+}
 #: Models with their own encoder get one row, on it (SegNet on its SegNet-Basic size).
 OWN_ENCODER = {"erfnet": "erfnet", "segnet": "segnet_basic"}
 
@@ -40,34 +42,62 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     parser.add_argument("--steps", type=int, default=100, help="training batches (one epoch)")
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench" / "export")
-    parser.add_argument("--export-args", nargs="*", default=[],
-                        help="extra export.py overrides, e.g. bench.runs=50 device=cuda")
+    parser.add_argument(
+        "--export-args",
+        nargs="*",
+        default=[],
+        help="extra export.py overrides, e.g. bench.runs=50 device=cuda",
+    )
     args = parser.parse_args()
 
     rows = []
     for model in args.models:
-        pairs = ([(OWN_ENCODER[model], [f"backbone={OWN_ENCODER[model]}"])] if model in OWN_ENCODER
-                 else [(b, BACKBONES[b]) for b in args.backbones])
+        pairs = (
+            [(OWN_ENCODER[model], [f"backbone={OWN_ENCODER[model]}"])]
+            if model in OWN_ENCODER
+            else [(b, BACKBONES[b]) for b in args.backbones]
+        )
         for backbone, backbone_overrides in pairs:
             run_dir = (args.out / f"{model}_{backbone}").resolve()
             ckpt = run_dir / "train" / "checkpoints" / "best.ckpt"
             if not ckpt.is_file():
-                run("train.py", [f"model={model}", *backbone_overrides, "data=camvid",
-                                 f"data.root={args.data_root}", "trainer.max_epochs=1",
-                                 f"trainer.limit_train_batches={args.steps}",
-                                 "trainer.num_sanity_val_steps=0", "logger=csv",
-                                 # one epoch: the checkpoint is the last weights whatever
-                                 # val says, so a glance at val is enough
-                                 "trainer.limit_val_batches=2", "callbacks.model_cost=null",
-                                 "callbacks.rich_progress_bar=null", f"hydra.run.dir={run_dir / 'train'}"])
-            run("export.py", [f"ckpt_path={ckpt}", "benchmark=true",
-                              f"hydra.run.dir={run_dir / 'export'}", *args.export_args])
+                run(
+                    "train.py",
+                    [
+                        f"model={model}",
+                        *backbone_overrides,
+                        "data=camvid",
+                        f"data.root={args.data_root}",
+                        "trainer.max_epochs=1",
+                        f"trainer.limit_train_batches={args.steps}",
+                        "trainer.num_sanity_val_steps=0",
+                        "logger=csv",
+                        # one epoch: the checkpoint is the last weights whatever
+                        # val says, so a glance at val is enough
+                        "trainer.limit_val_batches=2",
+                        "callbacks.model_cost=null",
+                        "callbacks.rich_progress_bar=null",
+                        f"hydra.run.dir={run_dir / 'train'}",
+                    ],
+                )
+            run(
+                "export.py",
+                [
+                    f"ckpt_path={ckpt}",
+                    "benchmark=true",
+                    f"hydra.run.dir={run_dir / 'export'}",
+                    *args.export_args,
+                ],
+            )
             report = json.loads((run_dir / "export" / "export.json").read_text())
             rows.append(table_row(model, backbone, report))
 
-    lines = ["| model | backbone | H/W | export s | ONNX MB | max logit diff | agreement % | "
-             "mIoU PyTorch | mIoU ORT | delta (points) | eager ms (b1) | ORT ms (b1) | "
-             "eager ms/img (bN) | ORT ms/img (bN) |", "|---" * 14 + "|"]
+    lines = [
+        "| model | backbone | H/W | export s | ONNX MB | max logit diff | agreement % | "
+        "mIoU PyTorch | mIoU ORT | delta (points) | eager ms (b1) | ORT ms (b1) | "
+        "eager ms/img (bN) | ORT ms/img (bN) |",
+        "|---" * 14 + "|",
+    ]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     table = "\n".join(lines)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -86,13 +116,22 @@ def table_row(model: str, backbone: str, r: dict) -> list:
     def ms(runtime, batch, key="median_ms"):
         return f"{lat[(runtime, batch)][key]:.1f}" if (runtime, batch) in lat else "-"
 
-    return [model, backbone, "dynamic" if r["onnx"]["dynamic"]["height"] else "static",
-            r["onnx"]["export_s"], r["files"]["onnx"]["size_mb"], f"{p['max_abs_diff']:.2e}",
-            f"{p['agreement_pct']:.3f}", f"{miou.get('pytorch', float('nan')):.4f}",
-            f"{miou.get('onnxruntime', float('nan')):.4f}",
-            acc.get("miou_delta_points", {}).get("onnxruntime", "-"),
-            ms("pytorch", 1), ms("onnxruntime", 1),
-            ms("pytorch", big, "median_ms_per_image"), ms("onnxruntime", big, "median_ms_per_image")]
+    return [
+        model,
+        backbone,
+        "dynamic" if r["onnx"]["dynamic"]["height"] else "static",
+        r["onnx"]["export_s"],
+        r["files"]["onnx"]["size_mb"],
+        f"{p['max_abs_diff']:.2e}",
+        f"{p['agreement_pct']:.3f}",
+        f"{miou.get('pytorch', float('nan')):.4f}",
+        f"{miou.get('onnxruntime', float('nan')):.4f}",
+        acc.get("miou_delta_points", {}).get("onnxruntime", "-"),
+        ms("pytorch", 1),
+        ms("onnxruntime", 1),
+        ms("pytorch", big, "median_ms_per_image"),
+        ms("onnxruntime", big, "median_ms_per_image"),
+    ]
 
 
 if __name__ == "__main__":

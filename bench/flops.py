@@ -25,15 +25,22 @@ def fvcore_gmacs(net, size) -> float:
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     counts = analysis.by_operator()
-    return sum(v for k, v in counts.items() if k in ("conv", "matmul", "linear", "addmm",
-                                                       "bmm", "einsum")) / 1e9
+    return (
+        sum(
+            v
+            for k, v in counts.items()
+            if k in ("conv", "matmul", "linear", "addmm", "bmm", "einsum")
+        )
+        / 1e9
+    )
 
 
 def ptflops_gmacs(net, size) -> float:
     from ptflops import get_model_complexity_info
 
-    macs, _ = get_model_complexity_info(net, (3, *size), as_strings=False, backend="aten",
-                                        print_per_layer_stat=False, verbose=False)
+    macs, _ = get_model_complexity_info(
+        net, (3, *size), as_strings=False, backend="aten", print_per_layer_stat=False, verbose=False
+    )
     return macs / 1e9
 
 
@@ -85,13 +92,26 @@ def main() -> None:
         rows.append(row)
         print(text, flush=True)
     diffs = [abs(r[k]) for r in rows for k in ("diff_fvcore_pct", "diff_ptflops_pct") if k in r]
-    uncompared = [f"{r['model']}/{r['backbone']}" for r in rows
-                  if "diff_fvcore_pct" not in r and "diff_ptflops_pct" not in r]
+    uncompared = [
+        f"{r['model']}/{r['backbone']}"
+        for r in rows
+        if "diff_fvcore_pct" not in r and "diff_ptflops_pct" not in r
+    ]
     worst = max(diffs)
-    print(f"largest disagreement: {worst:.3f}% (target <= 1%); "
-          f"compared with neither: {uncompared or 'none'}")
-    save("flops", {"machine": machine(), "size": list(args.size), "rows": rows,
-                   "max_abs_diff_pct": worst, "uncompared": uncompared})
+    print(
+        f"largest disagreement: {worst:.3f}% (target <= 1%); "
+        f"compared with neither: {uncompared or 'none'}"
+    )
+    save(
+        "flops",
+        {
+            "machine": machine(),
+            "size": list(args.size),
+            "rows": rows,
+            "max_abs_diff_pct": worst,
+            "uncompared": uncompared,
+        },
+    )
 
 
 if __name__ == "__main__":

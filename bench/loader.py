@@ -38,11 +38,13 @@ def bare_ceiling(cfg, n: int) -> float:
 
 
 def segbench_loader(cfg, n: int, workers: int, batch: int) -> float:
-    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment.train),
-                             num_workers=workers, batch_size=batch)
+    datamodule = instantiate(
+        cfg.data, augment=instantiate(cfg.augment.train), num_workers=workers, batch_size=batch
+    )
     dataset = torch.utils.data.Subset(datamodule.get_split("train"), range(n))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, num_workers=workers,
-                                         shuffle=False)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, num_workers=workers, shuffle=False
+    )
     start = time.perf_counter()  # includes worker start-up, as a training epoch does
     seen = sum(b["image"].shape[0] for b in loader)
     return seen / (time.perf_counter() - start)
@@ -70,8 +72,7 @@ def train_throughput(cfg, batch: int, steps: int = 6) -> float:
 
 #: Candidates for "the fastest zoo model" (by FLOPs the cheapest at 360x480): the
 #: bottleneck check trains each briefly and keeps the one with the most images/s.
-FAST_MODELS = ["model=pspnet backbone=mobilenet", "model=fcn backbone=mobilenet",
-               "model=erfnet"]
+FAST_MODELS = ["model=pspnet backbone=mobilenet", "model=fcn backbone=mobilenet", "model=erfnet"]
 
 
 def warm_page_cache(n: int) -> None:
@@ -94,13 +95,18 @@ def main() -> None:
         ceilings.append(bare_ceiling(cfg, args.images))
         for workers in rows:
             rows[workers].append(segbench_loader(cfg, args.images, workers, args.batch))
-        print(f"repeat {r}: bare {ceilings[-1]:.1f} images/s; segbench 0/1/2 workers "
-              + " / ".join(f"{rows[w][-1]:.1f}" for w in rows), flush=True)
+        print(
+            f"repeat {r}: bare {ceilings[-1]:.1f} images/s; segbench 0/1/2 workers "
+            + " / ".join(f"{rows[w][-1]:.1f}" for w in rows),
+            flush=True,
+        )
     ceiling = float(np.median(ceilings))
     median = {w: float(np.median(v)) for w, v in rows.items()}
     for workers, value in median.items():
-        print(f"segbench loader, {workers} workers: {value:.1f} images/s "
-              f"({value / ceiling:.0%} of the single-process bare loop, {ceiling:.1f})")
+        print(
+            f"segbench loader, {workers} workers: {value:.1f} images/s "
+            f"({value / ceiling:.0%} of the single-process bare loop, {ceiling:.1f})"
+        )
     train = {}
     for overrides in FAST_MODELS:
         model_cfg = compose("train", ["data=camvid", f"data.root={CAMVID}", *overrides.split()])
@@ -109,16 +115,27 @@ def main() -> None:
     fastest = max(train, key=train.get)
     best = max(median.values())
     bottleneck = "loader" if best < train[fastest] else "model"
-    print(f"fastest: {fastest} {train[fastest]:.1f} images/s vs loader {best:.1f} -> "
-          f"bottleneck: {bottleneck}")
-    save("loader", {"machine": machine(), "images": args.images, "batch": args.batch,
-                    "repeats": args.repeats, "ceiling_images_per_s": ceiling,
-                    "ceiling_runs": ceilings,
-                    "segbench_images_per_s": {str(k): v for k, v in median.items()},
-                    "segbench_runs": {str(k): v for k, v in rows.items()},
-                    "ratio_to_ceiling": {str(k): v / ceiling for k, v in median.items()},
-                    "train_images_per_s": train, "fastest_model": fastest,
-                    "bottleneck": bottleneck})
+    print(
+        f"fastest: {fastest} {train[fastest]:.1f} images/s vs loader {best:.1f} -> "
+        f"bottleneck: {bottleneck}"
+    )
+    save(
+        "loader",
+        {
+            "machine": machine(),
+            "images": args.images,
+            "batch": args.batch,
+            "repeats": args.repeats,
+            "ceiling_images_per_s": ceiling,
+            "ceiling_runs": ceilings,
+            "segbench_images_per_s": {str(k): v for k, v in median.items()},
+            "segbench_runs": {str(k): v for k, v in rows.items()},
+            "ratio_to_ceiling": {str(k): v / ceiling for k, v in median.items()},
+            "train_images_per_s": train,
+            "fastest_model": fastest,
+            "bottleneck": bottleneck,
+        },
+    )
 
 
 if __name__ == "__main__":

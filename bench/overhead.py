@@ -44,9 +44,13 @@ class StepTimer(L.Callback):
 def make_batches(cfg, steps: int) -> list[dict]:
     g = torch.Generator().manual_seed(0)
     b, (h, w) = cfg.data.batch_size, cfg.data.image_size
-    return [{"image": torch.randn(b, 3, h, w, generator=g),
-             "mask": torch.randint(0, cfg.data.num_classes, (b, h, w), generator=g)}
-            for _ in range(steps)]
+    return [
+        {
+            "image": torch.randn(b, 3, h, w, generator=g),
+            "mask": torch.randint(0, cfg.data.num_classes, (b, h, w), generator=g),
+        }
+        for _ in range(steps)
+    ]
 
 
 def bare_loop(net, loss_fn, optimizer, batches) -> list[float]:
@@ -66,13 +70,22 @@ def segbench_loop(cfg, module, batches, tmp_index: int) -> list[float]:
     from segbench.checkpoint import AtomicCheckpointIO
 
     timer = StepTimer()
-    callbacks = [instantiate(c) for name, c in cfg.callbacks.items()
-                 if c and name != "rich_progress_bar"]
+    callbacks = [
+        instantiate(c) for name, c in cfg.callbacks.items() if c and name != "rich_progress_bar"
+    ]
     loggers = [instantiate(c) for c in cfg.logger.values() if c]
-    trainer = instantiate(cfg.trainer, callbacks=[*callbacks, timer], logger=loggers,
-                          plugins=[AtomicCheckpointIO()], enable_progress_bar=False,
-                          enable_model_summary=False, max_epochs=1, num_sanity_val_steps=0,
-                          limit_val_batches=0, default_root_dir=f"{cfg.paths.output_dir}/{tmp_index}")
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=[*callbacks, timer],
+        logger=loggers,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_epochs=1,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=f"{cfg.paths.output_dir}/{tmp_index}",
+    )
     loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
     trainer.fit(module, train_dataloaders=loader)
     return timer.step_times()
@@ -91,34 +104,59 @@ def main() -> None:
     torch.manual_seed(0)
     template = SegmentationModule(
         net=OmegaConf.to_container(cfg.model, resolve=True),
-        data={"num_classes": cfg.data.num_classes, "ignore_index": cfg.data.ignore_index,
-              "class_names": list(cfg.data.class_names),
-              "image_size": list(cfg.data.image_size)},
-        loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer))
+        data={
+            "num_classes": cfg.data.num_classes,
+            "ignore_index": cfg.data.ignore_index,
+            "class_names": list(cfg.data.class_names),
+            "image_size": list(cfg.data.image_size),
+        },
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+    )
     batches = make_batches(cfg, args.steps)
     bare, framework = [], []
     for r in range(args.repeats):
         net = copy.deepcopy(template.net)
-        bare.append(statistics.median(bare_loop(net, instantiate(cfg.loss),
-                                                instantiate(cfg.optimizer)(net.parameters()),
-                                                batches)[args.warmup:]))
-        framework.append(statistics.median(
-            segbench_loop(cfg, copy.deepcopy(template), batches, r)[args.warmup:]))
-        print(f"repeat {r}: bare {bare[-1] * 1e3:.1f} ms/step, "
-              f"segbench {framework[-1] * 1e3:.1f} ms/step, ratio {framework[-1] / bare[-1]:.3f}")
+        bare.append(
+            statistics.median(
+                bare_loop(
+                    net,
+                    instantiate(cfg.loss),
+                    instantiate(cfg.optimizer)(net.parameters()),
+                    batches,
+                )[args.warmup :]
+            )
+        )
+        framework.append(
+            statistics.median(
+                segbench_loop(cfg, copy.deepcopy(template), batches, r)[args.warmup :]
+            )
+        )
+        print(
+            f"repeat {r}: bare {bare[-1] * 1e3:.1f} ms/step, "
+            f"segbench {framework[-1] * 1e3:.1f} ms/step, ratio {framework[-1] / bare[-1]:.3f}"
+        )
     ratios = [f / b for f, b in zip(framework, bare, strict=True)]
     result = {
         "machine": machine(),
-        "config": {"model": cfg.model._target_, "backbone": OmegaConf.to_container(cfg.backbone),
-                   "batch_size": cfg.data.batch_size, "image_size": list(cfg.data.image_size),
-                   "optimizer": cfg.optimizer._target_, "steps": args.steps,
-                   "warmup": args.warmup, "repeats": args.repeats},
+        "config": {
+            "model": cfg.model._target_,
+            "backbone": OmegaConf.to_container(cfg.backbone),
+            "batch_size": cfg.data.batch_size,
+            "image_size": list(cfg.data.image_size),
+            "optimizer": cfg.optimizer._target_,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+        },
         "bare_ms_per_step": [t * 1e3 for t in bare],
         "segbench_ms_per_step": [t * 1e3 for t in framework],
         "ratio": {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)},
     }
-    print(f"ratio segbench/bare: min {min(ratios):.3f} median {statistics.median(ratios):.3f} "
-          f"max {max(ratios):.3f} (target <= 1.03)")
+    print(
+        f"ratio segbench/bare: min {min(ratios):.3f} median {statistics.median(ratios):.3f} "
+        f"max {max(ratios):.3f} (target <= 1.03)"
+    )
     save("overhead", result)
 
 

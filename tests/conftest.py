@@ -16,12 +16,17 @@ CONFIG_DIR = ROOT / "conf"
 CAMVID = Path(os.environ.get("SEGBENCH_CAMVID", ROOT.parent / "shared" / "datasets" / "camvid"))
 
 # A small synthetic dataset: enough batches for train and val, seconds to generate.
-SYNTHETIC = ["data.dataset.num_train=16", "data.dataset.num_val=8", "data.image_size=[64,96]",
-             "data.batch_size=4"]
+SYNTHETIC = [
+    "data.dataset.num_train=16",
+    "data.dataset.num_val=8",
+    "data.image_size=[64,96]",
+    "data.batch_size=4",
+]
 
 
-def compose_config(name: str, tmp_path: Path, overrides: list[str] = (),
-                   data_dir: Path | None = None) -> DictConfig:
+def compose_config(
+    name: str, tmp_path: Path, overrides: list[str] = (), data_dir: Path | None = None
+) -> DictConfig:
     """Composes ``conf/<name>.yaml`` as Hydra would, with outputs under ``tmp_path``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -51,8 +56,13 @@ def train_cfg(tmp_path, data_dir):
 
     def make(*overrides: str) -> DictConfig:
         custom_data = any(o.startswith("data=") for o in overrides)
-        base = [*([] if custom_data else SYNTHETIC), "logger=csv", "trainer.accelerator=cpu", "trainer.max_epochs=1",
-                "callbacks.rich_progress_bar=null"]
+        base = [
+            *([] if custom_data else SYNTHETIC),
+            "logger=csv",
+            "trainer.accelerator=cpu",
+            "trainer.max_epochs=1",
+            "callbacks.rich_progress_bar=null",
+        ]
         return compose_config("train", tmp_path, [*base, *overrides], data_dir)
 
     yield make

@@ -19,8 +19,9 @@ def _blocks(values: list[int], h: int, w: int) -> np.ndarray:
     return mask
 
 
-def write_camvid(root: Path, splits=("train", "val", "test"), n: int = 4, h: int = 64, w: int = 96,
-                 seed: int = 0) -> Path:
+def write_camvid(
+    root: Path, splits=("train", "val", "test"), n: int = 4, h: int = 64, w: int = 96, seed: int = 0
+) -> Path:
     """CamVid (SegNet tutorial): ``{split}/`` and ``{split}annot/``, ids 0..10 and 11 = void."""
     rng = np.random.default_rng(seed)
     for split in splits:
@@ -30,7 +31,8 @@ def write_camvid(root: Path, splits=("train", "val", "test"), n: int = 4, h: int
             name = f"0001TP_{i:06d}.png"
             _image(rng, h, w).save(root / split / name)
             Image.fromarray(_blocks([(i + k) % 12 for k in range(6)], h, w)).save(
-                root / f"{split}annot" / name)
+                root / f"{split}annot" / name
+            )
     return root
 
 
@@ -56,7 +58,9 @@ def write_cityscapes(root: Path, h: int = 64, w: int = 128, seed: int = 0) -> Pa
                 Image.fromarray(label).save(gt_dir / f"{stem}_gtFine_labelIds.png")
                 # The other files of the official archive must not be taken for labels.
                 Image.fromarray(label).save(gt_dir / f"{stem}_gtFine_instanceIds.png")
-                Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(gt_dir / f"{stem}_gtFine_color.png")
+                Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(
+                    gt_dir / f"{stem}_gtFine_color.png"
+                )
                 (gt_dir / f"{stem}_gtFine_polygons.json").write_text("{}")
     return root
 
@@ -74,8 +78,8 @@ def write_pets(root: Path, n_trainval: int = 20, n_test: int = 3, seed: int = 0)
             h, w = 40 + 4 * (i % 3), 50 + 6 * (i % 4)
             _image(rng, h, w).save(root / "images" / f"{name}.jpg")
             trimap = np.full((h, w), 2, np.uint8)
-            trimap[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 3
-            trimap[h // 4 + 2: 3 * h // 4 - 2, w // 4 + 2: 3 * w // 4 - 2] = 1
+            trimap[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 3
+            trimap[h // 4 + 2 : 3 * h // 4 - 2, w // 4 + 2 : 3 * w // 4 - 2] = 1
             Image.fromarray(trimap).save(root / "annotations" / "trimaps" / f"{name}.png")
             lines[split].append(f"{name} {cls} {species} {i % 12 + 1}")
     for split, rows in lines.items():
@@ -84,8 +88,13 @@ def write_pets(root: Path, n_trainval: int = 20, n_test: int = 3, seed: int = 0)
 
 
 #: Records of the lane fixture: with val_percent=50 the hash puts some in each split.
-LANE_RECORDS = [("Road02", "Record001"), ("Road02", "Record002"), ("Road03", "Record001"),
-                ("Road04", "Record007"), ("Road04", "Record010")]
+LANE_RECORDS = [
+    ("Road02", "Record001"),
+    ("Road02", "Record002"),
+    ("Road03", "Record001"),
+    ("Road04", "Record007"),
+    ("Road04", "Record010"),
+]
 
 
 def write_lane(root: Path, h: int = 1710, w: int = 96, frames: int = 2, seed: int = 0) -> Path:
@@ -111,13 +120,16 @@ def write_lane(root: Path, h: int = 1710, w: int = 96, frames: int = 2, seed: in
     return root
 
 
-def write_folder(root: Path, n: int = 12, h: int = 48, w: int = 64, num_classes: int = 3,
-                 seed: int = 0) -> Path:
+def write_folder(
+    root: Path, n: int = 12, h: int = 48, w: int = 64, num_classes: int = 3, seed: int = 0
+) -> Path:
     """images/<name>.jpg + masks/<name>.png (ids 0..num_classes-1, 255 unlabelled)."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     for i in range(n):
         _image(rng, h, w).save(root / "images" / f"part_{i:03d}.jpg")
-        Image.fromarray(_blocks([*range(num_classes), 255], h, w)).save(root / "masks" / f"part_{i:03d}.png")
+        Image.fromarray(_blocks([*range(num_classes), 255], h, w)).save(
+            root / "masks" / f"part_{i:03d}.png"
+        )
     return root

@@ -13,8 +13,9 @@ from segbench.data.transforms import build_transform
 
 @pytest.mark.parametrize("augment", ["none", "light", "heavy"])
 def test_pipelines_keep_mask_values_and_pad_with_ignore(tmp_path, augment):
-    cfg = compose_config("train", tmp_path, [f"augment={augment}", "data=camvid",
-                                             "data.image_size=[64,96]"])
+    cfg = compose_config(
+        "train", tmp_path, [f"augment={augment}", "data=camvid", "data.image_size=[64,96]"]
+    )
     transform = build_transform(cfg.data.mean, cfg.data.std, instantiate(cfg.augment.train))
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)

@@ -63,8 +63,14 @@ def test_training_skips_damaged_files_when_asked(train_cfg, tmp_path, caplog):
 
     root = write_camvid(tmp_path / "camvid", n=8)
     _damage(root)
-    args = ["data=camvid", f"data.root={root}", "debug=fdr", "data.batch_size=2",
-            "backbone.width=0.35", "model.decoder_channels=[16,16,16,16,16]"]
+    args = [
+        "data=camvid",
+        f"data.root={root}",
+        "debug=fdr",
+        "data.batch_size=2",
+        "backbone.width=0.35",
+        "model.decoder_channels=[16,16,16,16,16]",
+    ]
     with pytest.raises(DataError, match="on_bad_sample=skip"):
         train(train_cfg(*args))
     train(train_cfg(*args, "data.on_bad_sample=skip"))

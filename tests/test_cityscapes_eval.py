@@ -19,8 +19,11 @@ def make_fixture(root: Path, seed: int = 0) -> tuple[Path, Path]:
     """gtFine/val with label and instance maps over every label id, and noisy predictions."""
     rng = np.random.default_rng(seed)
     pred_dir = root / "results"
-    frames = [("aachen", "000000", "000019"), ("aachen", "000001", "000019"),
-              ("bochum", "000000", "000313")]
+    frames = [
+        ("aachen", "000000", "000019"),
+        ("aachen", "000001", "000019"),
+        ("bochum", "000000", "000313"),
+    ]
     for city, seq, frame in frames:
         h, w = 48, 96
         # Blocky ground truth: 8x8 cells of random label ids (ignored ones too).
@@ -30,7 +33,7 @@ def make_fixture(root: Path, seed: int = 0) -> tuple[Path, Path]:
         for k, (cy, cx) in enumerate(zip(*np.nonzero(np.isin(cells, INSTANCE_IDS)), strict=True)):
             if k % 4 == 3:
                 continue  # a crowd region: instance map keeps the bare label id
-            block = inst[cy * 8:(cy + 1) * 8, cx * 8:(cx + 1) * 8]
+            block = inst[cy * 8 : (cy + 1) * 8, cx * 8 : (cx + 1) * 8]
             block[:, :4] = block[:, :4] * 1000 + k  # two instances per cell
             block[:, 4:] = block[:, 4:] * 1000 + k + 500
         pred = gt.copy()
@@ -70,9 +73,12 @@ def test_agrees_with_official_script(tmp_path):
     ref = official(root, pred_dir)
     assert ours["images"] == 3
     assert np.array_equal(np.array(ours["confusion_matrix"]), ref["confMatrix"])
-    for ours_key, ref_key in [("class_iou", "classScores"), ("class_iiou", "classInstScores"),
-                              ("category_iou", "categoryScores"),
-                              ("category_iiou", "categoryInstScores")]:
+    for ours_key, ref_key in [
+        ("class_iou", "classScores"),
+        ("class_iiou", "classInstScores"),
+        ("category_iou", "categoryScores"),
+        ("category_iiou", "categoryInstScores"),
+    ]:
         for name, value in ours[ours_key].items():
             assert close(value, ref[ref_key][name]), (ours_key, name, value, ref[ref_key][name])
     assert close(ours["miou"], ref["averageScoreClasses"])

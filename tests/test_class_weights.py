@@ -17,10 +17,32 @@ from segbench.data.class_weights import (
 )
 
 # /work/shared/datasets/camvid/README.md (median_freq) and NUMBERS.md (enet, c = 1.02).
-CAMVID_MEDIAN_FREQ = [0.2793, 0.2017, 4.7865, 0.1490, 1.0000, 0.4217, 3.8467, 1.9736, 0.7889,
-                      6.3747, 8.8587]
-CAMVID_ENET = [5.6035, 4.2953, 33.5736, 3.3355, 15.4856, 8.7387, 31.5420, 32.0120, 12.8288,
-               38.0141, 43.9074]
+CAMVID_MEDIAN_FREQ = [
+    0.2793,
+    0.2017,
+    4.7865,
+    0.1490,
+    1.0000,
+    0.4217,
+    3.8467,
+    1.9736,
+    0.7889,
+    6.3747,
+    8.8587,
+]
+CAMVID_ENET = [
+    5.6035,
+    4.2953,
+    33.5736,
+    3.3355,
+    15.4856,
+    8.7387,
+    31.5420,
+    32.0120,
+    12.8288,
+    38.0141,
+    43.9074,
+]
 
 
 def test_schemes_on_hand_counts():
@@ -74,8 +96,11 @@ def test_build_loss_takes_weights_from_the_train_split(tmp_path):
     from segbench.losses import build_loss
 
     root = write_camvid(tmp_path / "camvid", splits=("train", "val"))
-    cfg = compose_config("train", tmp_path, ["data=camvid", f"data.root={root}", "loss=focal",
-                                             "loss.class_weights=enet"])
+    cfg = compose_config(
+        "train",
+        tmp_path,
+        ["data=camvid", f"data.root={root}", "loss=focal", "loss.class_weights=enet"],
+    )
     dm = instantiate(cfg.data, augment=[])
     loss = build_loss(cfg.loss, dm, cache_dir=tmp_path / "cache")
     expected = enet_weights(label_counts(CamVid(root, "train"))[0])

@@ -9,8 +9,20 @@ from tests.conftest import ROOT, compose_config
 from segbench.config import CONFIG_DIR, check_group_overrides, group_options
 from segbench.errors import ConfigError
 
-GROUPS = ["model", "backbone", "data", "init", "loss", "optimizer", "scheduler", "augment",
-          "trainer", "logger", "callbacks", "debug"]
+GROUPS = [
+    "model",
+    "backbone",
+    "data",
+    "init",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "augment",
+    "trainer",
+    "logger",
+    "callbacks",
+    "debug",
+]
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -38,8 +50,13 @@ def test_unknown_group_option_lists_closest_first():
 
 
 def test_train_script_refuses_unknown_option_before_hydra():
-    proc = subprocess.run([sys.executable, "train.py", "backbone=resnet5"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "train.py", "backbone=resnet5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "allowed: resnet50" in proc.stderr
 
@@ -57,8 +74,13 @@ def test_user_error_found_inside_hydra_instantiate():
     from segbench.errors import DataError, user_error
 
     with pytest.raises(InstantiationException) as info:
-        instantiate({"_target_": "segbench.data.camvid.CamVid", "root": "/nonexistent/camvid",
-                     "split": "train"})
+        instantiate(
+            {
+                "_target_": "segbench.data.camvid.CamVid",
+                "root": "/nonexistent/camvid",
+                "split": "train",
+            }
+        )
     found = user_error(info.value)
     assert isinstance(found, DataError) and str(found.path) == "/nonexistent/camvid"
     assert user_error(RuntimeError("unrelated")) is None

@@ -68,7 +68,9 @@ def test_colour_mask_is_refused(tmp_path):
 def test_image_without_mask_is_refused(tmp_path):
     _write_pair(tmp_path, "a.png")
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "train" / "b.png")
-    with pytest.raises(DataError, match=r"train/b\.png: no mask for this image(?s:.*)on_bad_sample=skip"):
+    with pytest.raises(
+        DataError, match=r"train/b\.png: no mask for this image(?s:.*)on_bad_sample=skip"
+    ):
         CamVid(tmp_path, "train")
     skipped = CamVid(tmp_path, "train", on_bad_sample="skip")
     assert [s.image.name for s in skipped.samples] == ["a.png"]

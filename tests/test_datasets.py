@@ -51,7 +51,27 @@ def test_cityscapes_tables_come_from_cityscapesscripts(tmp_path):
     assert cfg.data.class_names == [lb.name.replace(" ", "_") for lb in evaluated]
     assert [tuple(c) for c in cfg.data.colors] == [lb.color for lb in evaluated]
     assert CATEGORIES == ["flat", "construction", "object", "nature", "sky", "human", "vehicle"]
-    assert CATEGORY_OF_TRAIN_ID.tolist() == [0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 5, 6, 6, 6, 6, 6, 6]
+    assert CATEGORY_OF_TRAIN_ID.tolist() == [
+        0,
+        0,
+        1,
+        1,
+        1,
+        2,
+        2,
+        2,
+        3,
+        3,
+        4,
+        5,
+        5,
+        6,
+        6,
+        6,
+        6,
+        6,
+        6,
+    ]
     assert to_label_ids(np.array([0, 13, 18])).tolist() == [7, 26, 33]
     assert to_categories(np.array([0, 13, 255])).tolist() == [0, 6, 255]
 
@@ -60,16 +80,20 @@ def test_cityscapes_tables_come_from_cityscapesscripts(tmp_path):
 def test_pets_modes_and_every_tenth_val_line(tmp_path, mode, expected):
     root = write_pets(tmp_path)
     n = len(expected)
-    train, val = (OxfordPets(root, s, num_classes=n, mode=mode, height=32, width=32)
-                  for s in ("train", "val"))
-    names = [ln.split()[0] for ln in (root / "annotations" / "trainval.txt").read_text().splitlines()]
+    train, val = (
+        OxfordPets(root, s, num_classes=n, mode=mode, height=32, width=32) for s in ("train", "val")
+    )
+    names = [
+        ln.split()[0] for ln in (root / "annotations" / "trainval.txt").read_text().splitlines()
+    ]
     assert [s.image.stem for s in val.samples] == [names[0], names[10]]
     assert len(train) == 18 and not {s.image.stem for s in train.samples} & {names[0], names[10]}
     assert len(OxfordPets(root, "test", num_classes=n, mode=mode)) == 3
     sample = train[0]
     assert sample["image"].shape == (32, 32, 3)
-    raw = cv2.resize(np.array(Image.open(train.samples[0].mask)), (32, 32),
-                     interpolation=cv2.INTER_NEAREST)
+    raw = cv2.resize(
+        np.array(Image.open(train.samples[0].mask)), (32, 32), interpolation=cv2.INTER_NEAREST
+    )
     mask = sample["mask"].numpy()
     assert set(np.unique(mask)) == expected
     assert (mask[raw == 2] == 0).all() and (mask[raw == 1] == 1).all()
@@ -82,7 +106,9 @@ def test_pets_mode_and_class_count_must_agree(tmp_path):
         OxfordPets(root, "train", num_classes=2, mode="trimap")
     cfg = compose_config("train", tmp_path, ["data=pets", "data.mode=trimap"])
     assert cfg.data.num_classes == 3 and cfg.data.class_names[2] == "border"
-    with pytest.raises(InstantiationException, match="(?s)data.mode='trimapp'.*allowed: trimap, binary"):
+    with pytest.raises(
+        InstantiationException, match="(?s)data.mode='trimapp'.*allowed: trimap, binary"
+    ):
         instantiate(compose_config("train", tmp_path, ["data=pets", "data.mode=trimapp"]).data)
 
 
@@ -141,16 +167,30 @@ def test_camvid_test_split(tmp_path):
 SLOW = pytest.mark.slow
 
 
-@pytest.mark.parametrize("dataset, writer, extra", [
-    pytest.param("camvid", write_camvid, [], marks=SLOW),
-    pytest.param("cityscapes", write_cityscapes, [], marks=SLOW),
-    pytest.param("pets", write_pets, ["data.image_size=[32,32]"], marks=SLOW),
-    pytest.param("lane", write_lane, ["data.image_size=[32,64]", "data.dataset.val_percent=50"],
-                 marks=SLOW),
-    ("folder", write_folder, ["data.num_classes=3", "data.class_names=[a,b,c]"]),
-])
+@pytest.mark.parametrize(
+    "dataset, writer, extra",
+    [
+        pytest.param("camvid", write_camvid, [], marks=SLOW),
+        pytest.param("cityscapes", write_cityscapes, [], marks=SLOW),
+        pytest.param("pets", write_pets, ["data.image_size=[32,32]"], marks=SLOW),
+        pytest.param(
+            "lane",
+            write_lane,
+            ["data.image_size=[32,64]", "data.dataset.val_percent=50"],
+            marks=SLOW,
+        ),
+        ("folder", write_folder, ["data.num_classes=3", "data.class_names=[a,b,c]"]),
+    ],
+)
 def test_fast_dev_run_from_fixture(train_cfg, tmp_path, dataset, writer, extra):
     root = writer(tmp_path / dataset)
-    cfg = train_cfg(f"data={dataset}", f"data.root={root}", "debug=fdr", "data.batch_size=2",
-                    "backbone.width=0.35", "model.decoder_channels=[16,16,16,16,16]", *extra)
+    cfg = train_cfg(
+        f"data={dataset}",
+        f"data.root={root}",
+        "debug=fdr",
+        "data.batch_size=2",
+        "backbone.width=0.35",
+        "model.decoder_channels=[16,16,16,16,16]",
+        *extra,
+    )
     train(cfg)

@@ -24,11 +24,13 @@ def test_unpadded_count_scores_every_sample_exactly_once(n, replicas, batch):
     dataset = list(range(n))
     scored = []
     for rank in range(replicas):
-        sampler = DistributedSampler(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=3)
+        sampler = DistributedSampler(
+            dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=3
+        )
         order, seen = list(sampler), 0
         for start in range(0, len(order), batch):
-            chunk = order[start:start + batch]
-            scored += chunk[:unpadded_count(sampler, seen, len(chunk))]
+            chunk = order[start : start + batch]
+            scored += chunk[: unpadded_count(sampler, seen, len(chunk))]
             seen += len(chunk)
     assert sorted(scored) == dataset  # padding repeats samples; each is scored once
 
@@ -38,9 +40,12 @@ def _build(cfg):
     datamodule.prepare_data()
     datamodule.setup("fit")
     L.seed_everything(0)
-    module = SegmentationModule(net=OmegaConf.to_container(cfg.model, resolve=True),
-                                data=datamodule.meta, loss=instantiate(cfg.loss),
-                                optimizer=instantiate(cfg.optimizer))
+    module = SegmentationModule(
+        net=OmegaConf.to_container(cfg.model, resolve=True),
+        data=datamodule.meta,
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+    )
     return module, datamodule
 
 
@@ -51,15 +56,26 @@ def test_two_process_gloo_validation_equals_one_process(train_cfg):
     module, datamodule = _build(cfg)
     state = {k: v.clone() for k, v in module.state_dict().items()}
 
-    single = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                       enable_checkpointing=False)
+    single = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+    )
     (one,) = single.validate(module, datamodule=datamodule, verbose=False)
 
     module.load_state_dict(state)
-    ddp = L.Trainer(accelerator="cpu", devices=2, logger=False, enable_progress_bar=False,
-                    enable_checkpointing=False,
-                    strategy=L.pytorch.strategies.DDPStrategy(start_method="spawn",
-                                                              process_group_backend="gloo"))
+    ddp = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        strategy=L.pytorch.strategies.DDPStrategy(
+            start_method="spawn", process_group_backend="gloo"
+        ),
+    )
     (two,) = ddp.validate(module, datamodule=datamodule, verbose=False)
     assert set(one) == set(two)
     for key in one:
@@ -73,11 +89,25 @@ def test_trainer_ddp_cpu_trains_through_train_py(tmp_path):
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
     run = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *TINY, *SYNTHETIC, "trainer=ddp_cpu",
-         "trainer.max_epochs=1", "logger=csv",
-         "callbacks.rich_progress_bar=null", "callbacks.model_cost.latency_runs=0",
-         f"hydra.run.dir={run}", f"paths.data_dir={tmp_path / 'data'}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *TINY,
+            *SYNTHETIC,
+            "trainer=ddp_cpu",
+            "trainer.max_epochs=1",
+            "logger=csv",
+            "callbacks.rich_progress_bar=null",
+            "callbacks.model_cost.latency_runs=0",
+            f"hydra.run.dir={run}",
+            f"paths.data_dir={tmp_path / 'data'}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((run / "status.json").read_text())["status"] == "ok"
     metrics = json.loads((run / "metrics.json").read_text())
@@ -86,14 +116,21 @@ def test_trainer_ddp_cpu_trains_through_train_py(tmp_path):
 
 
 def test_bf16_mixed_and_channels_last_on_cpu(train_cfg, tmp_path):
-    cfg = train_cfg(*TINY, "debug=fdr", "trainer.precision=bf16-mixed",
-                    "callbacks.channels_last.enabled=true", "callbacks.model_cost.latency_runs=0")
+    cfg = train_cfg(
+        *TINY,
+        "debug=fdr",
+        "trainer.precision=bf16-mixed",
+        "callbacks.channels_last.enabled=true",
+        "callbacks.model_cost.latency_runs=0",
+    )
     seen = {}
 
     def record(module, args, out):
         if isinstance(module, torch.nn.Conv2d):
             # The first call is a training step (ModelCost measures later, outside autocast).
-            seen.setdefault("conv", (out.dtype, args[0].is_contiguous(memory_format=torch.channels_last)))
+            seen.setdefault(
+                "conv", (out.dtype, args[0].is_contiguous(memory_format=torch.channels_last))
+            )
 
     hook = torch.nn.modules.module.register_module_forward_hook(record)
     try:

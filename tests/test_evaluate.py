@@ -17,17 +17,16 @@ from segbench.visualize import colorize
 
 
 def test_evaluate_writes_report_and_agrees_with_training(train_cfg, tmp_path):
-    cfg = train_cfg("trainer.max_epochs=1", "trainer.limit_train_batches=1",
-                    "backbone.width=0.35")
+    cfg = train_cfg("trainer.max_epochs=1", "trainer.limit_train_batches=1", "backbone.width=0.35")
     metrics = train(cfg)
     eval_dir = tmp_path / "eval"
     best = tmp_path / "checkpoints" / "best.ckpt"
-    report = evaluate(compose_config("evaluate", eval_dir, [f"ckpt_path={best}",
-                                                            "num_overlays=3"]))
+    report = evaluate(compose_config("evaluate", eval_dir, [f"ckpt_path={best}", "num_overlays=3"]))
     assert math.isclose(report["miou"], metrics["best_val_miou"], abs_tol=1e-4)
     for name, iou in metrics["per_class_iou"].items():
         assert math.isclose(report["per_class_iou"][name], iou, abs_tol=1e-4) or (
-            math.isnan(iou) and math.isnan(report["per_class_iou"][name]))
+            math.isnan(iou) and math.isnan(report["per_class_iou"][name])
+        )
     assert json.loads((eval_dir / "eval.json").read_text())["miou"] == report["miou"]
     table = (eval_dir / "eval.md").read_text()
     assert all(f"| {name} |" in table for name in cfg.data.class_names)
@@ -48,8 +47,9 @@ def test_markdown_table_and_colours():
 def test_cityscapes_folder_through_evaluate(tmp_path):
     root, pred_dir = make_fixture(tmp_path / "cityscapes")
     out = tmp_path / "out"
-    result = evaluate(compose_config("evaluate", out, [f"predictions={pred_dir}",
-                                                       f"gt_root={root}"]))
+    result = evaluate(
+        compose_config("evaluate", out, [f"predictions={pred_dir}", f"gt_root={root}"])
+    )
     ref = official(root, pred_dir)
     assert abs(result["miou"] - ref["averageScoreClasses"]) < 1e-6
     assert abs(result["category_miiou"] - ref["averageScoreInstCategories"]) < 1e-6

@@ -29,8 +29,9 @@ from segbench.runtimes.tensorrt import (
 class TinyNet(SegmentationNetwork):
     """Two stride-2 convs and a bilinear head: exports in seconds, pads to 4."""
 
-    def __init__(self, num_classes: int = 8, pyramid: bool = False,
-                 backbone: dict | None = None) -> None:  # load_network always passes one
+    def __init__(
+        self, num_classes: int = 8, pyramid: bool = False, backbone: dict | None = None
+    ) -> None:  # load_network always passes one
         super().__init__(num_classes, pad_multiple=4)
         self.encoder = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1))
         # PSPNet-like bins: pooling to a 2x2 grid depends on the input size.
@@ -123,10 +124,14 @@ def _tiny_checkpoint(tmp_path, data_dir) -> str:
     datamodule.prepare_data()
     torch.manual_seed(0)
     net = TinyNet(num_classes=cfg.data.num_classes)
-    ckpt = {"hyper_parameters": {"net": {"_target_": "tests.test_export.TinyNet",
-                                         "num_classes": cfg.data.num_classes},
-                                 "data": datamodule.meta, "datamodule": datamodule_cfg},
-            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}
+    ckpt = {
+        "hyper_parameters": {
+            "net": {"_target_": "tests.test_export.TinyNet", "num_classes": cfg.data.num_classes},
+            "data": datamodule.meta,
+            "datamodule": datamodule_cfg,
+        },
+        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+    }
     path = tmp_path / "tiny.ckpt"
     torch.save(ckpt, path)
     return str(path)
@@ -136,9 +141,18 @@ def _tiny_checkpoint(tmp_path, data_dir) -> str:
 def exported(tmp_path_factory, data_dir):
     tmp = tmp_path_factory.mktemp("export")
     ckpt = _tiny_checkpoint(tmp, data_dir)
-    cfg = compose_config("export", tmp / "out", [f"ckpt_path={ckpt}", "benchmark=true",
-                                                 "bench.batch_sizes=[1,2]", "bench.runs=2",
-                                                 "bench.warmup=1", "parity_images=6"])
+    cfg = compose_config(
+        "export",
+        tmp / "out",
+        [
+            f"ckpt_path={ckpt}",
+            "benchmark=true",
+            "bench.batch_sizes=[1,2]",
+            "bench.runs=2",
+            "bench.warmup=1",
+            "parity_images=6",
+        ],
+    )
     return ckpt, tmp / "out", export(cfg)
 
 
@@ -165,8 +179,11 @@ def test_export_json(exported):
 
 def test_export_scores_a_subset_when_asked(exported, tmp_path):
     ckpt, _, full = exported
-    cfg = compose_config("export", tmp_path, [f"ckpt_path={ckpt}", "evaluate_images=5",
-                                              "batch_size=4", "parity_images=2"])
+    cfg = compose_config(
+        "export",
+        tmp_path,
+        [f"ckpt_path={ckpt}", "evaluate_images=5", "batch_size=4", "parity_images=2"],
+    )
     report = export(cfg)
     # Whole batches: 5 images round up to 2 batches of 4.
     assert report["accuracy"]["images"] == 8 < full["accuracy"]["images"]
@@ -185,17 +202,25 @@ def test_onnx_metadata_carries_preprocessing(exported):
 def test_evaluate_onnxruntime_agrees_with_pytorch(exported, tmp_path):
     ckpt, out, _ = exported
     torch_report = evaluate(compose_config("evaluate", tmp_path / "pt", [f"ckpt_path={ckpt}"]))
-    ort_report = evaluate(compose_config("evaluate", tmp_path / "ort", [
-        f"ckpt_path={ckpt}", "runtime=onnxruntime", f"model_path={out / 'model.onnx'}"]))
+    ort_report = evaluate(
+        compose_config(
+            "evaluate",
+            tmp_path / "ort",
+            [f"ckpt_path={ckpt}", "runtime=onnxruntime", f"model_path={out / 'model.onnx'}"],
+        )
+    )
     assert ort_report["runtime"] == "onnxruntime"
     assert ort_report["miou"] == pytest.approx(torch_report["miou"], abs=1e-6)
     assert np.array_equal(ort_report["confusion_matrix"], torch_report["confusion_matrix"])
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["runtime=onnx"], r"runtime='onnx'.*\n  allowed: onnxruntime"),
-    (["runtime=onnxruntime"], r"model_path=None.*\n  fix: pass model_path="),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["runtime=onnx"], r"runtime='onnx'.*\n  allowed: onnxruntime"),
+        (["runtime=onnxruntime"], r"model_path=None.*\n  fix: pass model_path="),
+    ],
+)
 def test_evaluate_runtime_errors(exported, tmp_path, overrides, message):
     ckpt, _, _ = exported
     with pytest.raises(ConfigError, match=message):
@@ -204,7 +229,9 @@ def test_evaluate_runtime_errors(exported, tmp_path, overrides, message):
 
 def test_missing_tensorrt_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # makes `import tensorrt` fail
-    with pytest.raises(ConfigError, match=r"(?s)format='tensorrt'.*not installed.*fix: .*\[trt\].*format=onnx"):
+    with pytest.raises(
+        ConfigError, match=r"(?s)format='tensorrt'.*not installed.*fix: .*\[trt\].*format=onnx"
+    ):
         import_tensorrt()
     with pytest.raises(ConfigError, match="not installed"):
         build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "fp16")
@@ -272,7 +299,9 @@ def test_zoo_model_exports_with_parity(model, tmp_path):
     from segbench.models import build_network
 
     # ERFNet and SegNet bring their own encoders; the others run on MobileNetV2 x0.5.
-    backbone = {"erfnet": [], "segnet": ["backbone=segnet_basic"]}.get(model, ["backbone.width=0.5"])
+    backbone = {"erfnet": [], "segnet": ["backbone=segnet_basic"]}.get(
+        model, ["backbone.width=0.5"]
+    )
     cfg = compose_config("train", tmp_path, [f"model={model}", *backbone, *SYNTHETIC])
     net = build_network(OmegaConf.to_container(cfg.model, resolve=True)).eval()
     info = export_onnx(net, tmp_path / "m.onnx", [96, 128])

@@ -92,8 +92,8 @@ def test_unet_weight_map_on_a_hand_made_mask():
     wc = np.array([0.5, 2.0], np.float32)
     w = unet_weight_map(mask, IGNORE, wc, w0=10, sigma=5, background_index=0)
     # Column 12 is 1 px from the left square and 4 px from the right one: d1 + d2 = 5.
-    assert math.isclose(w[10, 12], 0.5 + 10 * math.exp(-(1 + 4) ** 2 / 50), rel_tol=1e-5)
-    assert math.isclose(w[10, 13], 0.5 + 10 * math.exp(-(2 + 3) ** 2 / 50), rel_tol=1e-5)
+    assert math.isclose(w[10, 12], 0.5 + 10 * math.exp(-((1 + 4) ** 2) / 50), rel_tol=1e-5)
+    assert math.isclose(w[10, 13], 0.5 + 10 * math.exp(-((2 + 3) ** 2) / 50), rel_tol=1e-5)
     assert w[10, 8] == pytest.approx(2.0)  # inside an object: class weight only
     assert w[0, 0] == 0.0  # ignored
     # Far from both squares the border term has vanished (d1 + d2 >= 2 * 5 + 13).

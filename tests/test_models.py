@@ -38,9 +38,10 @@ def net_cfg(model: str, backbone: str | dict, num_classes: int = NUM_CLASSES, **
     return {**model_config(model, backbone, num_classes), **kwargs}
 
 
-PAIRS = [pytest.param(m, b, marks=[pytest.mark.slow] if b in SLOW_BACKBONES else [],
-                      id=f"{m}-{b}")
-         for m, b in valid_pairs(group_options("model"), group_options("backbone"))]
+PAIRS = [
+    pytest.param(m, b, marks=[pytest.mark.slow] if b in SLOW_BACKBONES else [], id=f"{m}-{b}")
+    for m, b in valid_pairs(group_options("model"), group_options("backbone"))
+]
 
 
 def test_every_model_has_a_backbone_and_every_backbone_a_model():
@@ -81,14 +82,21 @@ def test_contract(model, backbone, tmp_path):
 
     # a checkpoint dict (what Lightning writes) alone rebuilds the network
     ckpt = tmp_path / "net.ckpt"
-    torch.save({"hyper_parameters": {"net": cfg},
-                "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, ckpt)
+    torch.save(
+        {
+            "hyper_parameters": {"net": cfg},
+            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+        },
+        ckpt,
+    )
     rebuilt, _ = load_network(ckpt)
     with torch.no_grad():
         assert torch.allclose(rebuilt(odd), first, atol=1e-5)
 
 
-@pytest.mark.parametrize(("model", "backbone"), [("deeplabv3plus", "mobilenet"), ("erfnet", "erfnet")])
+@pytest.mark.parametrize(
+    ("model", "backbone"), [("deeplabv3plus", "mobilenet"), ("erfnet", "erfnet")]
+)
 def test_camvid_size(model, backbone):
     # 360x480 is not a multiple of 16 or 32: smp's DeepLabV3+ alone refuses it.
     net = build_network(net_cfg(model, backbone)).eval()
@@ -99,8 +107,7 @@ def test_camvid_size(model, backbone):
 def test_mobilenet_widths_and_versions():
     params = {}
     for width in (0.35, 0.5, 1.4):
-        net = build_network(net_cfg("fcn", backbone_cfg("mobilenet",
-                                                                               width=width)))
+        net = build_network(net_cfg("fcn", backbone_cfg("mobilenet", width=width)))
         assert net.eval()(torch.zeros(1, 3, 32, 32)).shape == (1, NUM_CLASSES, 32, 32)
         params[width] = sum(p.numel() for p in net.parameters())
     assert params[0.35] < params[0.5] < params[1.4]
@@ -111,8 +118,11 @@ def test_mobilenet_widths_and_versions():
 
 
 def _convs(net: nn.Module) -> list[nn.Conv2d]:
-    return [m for m in net.modules()
-            if type(m) is nn.Conv2d and m.groups == 1 and m.weight.numel() >= 20000]
+    return [
+        m
+        for m in net.modules()
+        if type(m) is nn.Conv2d and m.groups == 1 and m.weight.numel() >= 20000
+    ]
 
 
 def test_kaiming_init_statistics():
@@ -174,8 +184,10 @@ def test_fcn_deconvs_stay_bilinear_after_init():
 def test_fcn_variants_differ_in_skips():
     nets = {v: build_network(net_cfg("fcn", "mobilenet", variant=v)) for v in ("32s", "16s", "8s")}
     assert {v: sorted(n.score) for v, n in nets.items()} == {
-        "32s": ["stride32"], "16s": ["stride16", "stride32"],
-        "8s": ["stride16", "stride32", "stride8"]}
+        "32s": ["stride32"],
+        "16s": ["stride16", "stride32"],
+        "8s": ["stride16", "stride32", "stride8"],
+    }
     assert [n.up_final.factor for n in nets.values()] == [32, 16, 8]
     # the stride-8 scores reach the output of FCN-8s only
     net = nets["8s"].eval()
@@ -213,12 +225,17 @@ def test_segnet_basic_size_and_pool_indices():
 
 
 def test_refused_pairs_name_the_allowed_backbones():
-    with pytest.raises(ConfigError, match=r"(?s)ERFNet does not take this backbone.*allowed: erfnet"):
+    with pytest.raises(
+        ConfigError, match=r"(?s)ERFNet does not take this backbone.*allowed: erfnet"
+    ):
         check_compatible(net_cfg("erfnet", "erfnet"), backbone_cfg("resnet50"))
     with pytest.raises(ConfigError, match=r"(?s)SegNet does not take.*allowed: .*segnet_basic"):
         check_compatible(net_cfg("segnet", "segnet_basic"), backbone_cfg("mobilenet"))
-    with pytest.raises(ConfigError, match=r"(?s)Unet does not take this backbone.*allowed: .*"
-                                          r"mobilenet.*fix: use backbone="):
+    with pytest.raises(
+        ConfigError,
+        match=r"(?s)Unet does not take this backbone.*allowed: .*"
+        r"mobilenet.*fix: use backbone=",
+    ):
         check_compatible(net_cfg("unet", "mobilenet"), backbone_cfg("erfnet"))
 
 
@@ -232,7 +249,9 @@ def test_model_picks_its_own_backbone(train_cfg):
 def test_train_refuses_wrong_backbone_before_building(train_cfg):
     from segbench.training import train
 
-    with pytest.raises(ConfigError, match=r"(?s)backbone='resnet50'.*ERFNet.*fix: use backbone=erfnet"):
+    with pytest.raises(
+        ConfigError, match=r"(?s)backbone='resnet50'.*ERFNet.*fix: use backbone=erfnet"
+    ):
         train(train_cfg("model=erfnet", "backbone=resnet50"))
 
 
@@ -242,8 +261,11 @@ def test_missing_named_weights_fail_with_the_fix(monkeypatch, tmp_path):
     # An empty cache: the weights cannot be found, and nothing is downloaded.
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ConfigError, match=r"(?s)imagenet weights of tu-mobilenetv2_035 are not in "
-                                          r"the local cache.*backbone.weights=null"):
+    with pytest.raises(
+        ConfigError,
+        match=r"(?s)imagenet weights of tu-mobilenetv2_035 are not in "
+        r"the local cache.*backbone.weights=null",
+    ):
         build_network(net_cfg("fcn", backbone_cfg("mobilenet", weights="imagenet")))
     with pytest.raises(ConfigError, match=r"(?s)no such file.*backbone.weights=null"):
         build_network(net_cfg("erfnet", backbone_cfg("erfnet", weights=str(tmp_path / "x.pth"))))
@@ -252,8 +274,13 @@ def test_missing_named_weights_fail_with_the_fix(monkeypatch, tmp_path):
 
 
 def _save_ckpt(net: nn.Module, cfg: dict, path):
-    torch.save({"hyper_parameters": {"net": cfg},
-                "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, path)
+    torch.save(
+        {
+            "hyper_parameters": {"net": cfg},
+            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+        },
+        path,
+    )
     return path
 
 
@@ -296,8 +323,12 @@ def test_fast_dev_run_each_model(model, train_cfg):
 def test_erfnet_two_stage_training(train_cfg, tmp_path):
     from segbench.training import train
 
-    one_batch = ["trainer.max_epochs=1", "trainer.limit_train_batches=1",
-                 "trainer.limit_val_batches=1", "data.batch_size=2"]
+    one_batch = [
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        "data.batch_size=2",
+    ]
     train(train_cfg("model=erfnet", "model.encoder_only=true", *one_batch))
     stage1 = tmp_path / "checkpoints" / "last.ckpt"
     encoder = load_network(stage1)[0].encoder
@@ -307,6 +338,7 @@ def test_erfnet_two_stage_training(train_cfg, tmp_path):
     train(stage2)
     full, _ = load_network(tmp_path / "stage2" / "checkpoints" / "last.ckpt")
     assert full.encoder_only is False
-    for (name, loaded), (_, trained) in zip(full.encoder.named_parameters(),
-                                            encoder.named_parameters(), strict=True):
+    for (name, loaded), (_, trained) in zip(
+        full.encoder.named_parameters(), encoder.named_parameters(), strict=True
+    ):
         assert torch.equal(loaded, trained), name

@@ -18,19 +18,35 @@ SIZE = (64, 96)
 
 # NUMBERS.md, "Real-time budgets" [derived]: per-frame budget in GOP, as printed there.
 NUMBERS_BUDGETS = {
-    "parking": {("drive_px2_igpu", "fp32"): "10.9", ("drive_px2_igpu", "fp16"): "21.8",
-                ("drive_px2_dgpu", "fp32"): "49.5", ("drive_px2_dgpu", "int8"): "198"},
-    "urban": {("drive_px2_igpu", "fp32"): "5.4", ("drive_px2_igpu", "fp16"): "10.9",
-              ("drive_px2_dgpu", "fp32"): "24.8", ("drive_px2_dgpu", "int8"): "99"},
-    "rural": {("drive_px2_igpu", "fp32"): "21.8", ("drive_px2_igpu", "fp16"): "43.5",
-              ("drive_px2_dgpu", "fp32"): "99.1", ("drive_px2_dgpu", "int8"): "396"},
+    "parking": {
+        ("drive_px2_igpu", "fp32"): "10.9",
+        ("drive_px2_igpu", "fp16"): "21.8",
+        ("drive_px2_dgpu", "fp32"): "49.5",
+        ("drive_px2_dgpu", "int8"): "198",
+    },
+    "urban": {
+        ("drive_px2_igpu", "fp32"): "5.4",
+        ("drive_px2_igpu", "fp16"): "10.9",
+        ("drive_px2_dgpu", "fp32"): "24.8",
+        ("drive_px2_dgpu", "int8"): "99",
+    },
+    "rural": {
+        ("drive_px2_igpu", "fp32"): "21.8",
+        ("drive_px2_igpu", "fp16"): "43.5",
+        ("drive_px2_dgpu", "fp32"): "99.1",
+        ("drive_px2_dgpu", "int8"): "396",
+    },
 }
 
 
 def unet_mobilenet() -> nn.Module:
-    return build_network({"_target_": "segbench.models.Unet", "num_classes": 11,
-                          "backbone": {"name": "mobilenet", "version": "v2", "width": 0.35,
-                                       "weights": None}}).eval()
+    return build_network(
+        {
+            "_target_": "segbench.models.Unet",
+            "num_classes": 11,
+            "backbone": {"name": "mobilenet", "version": "v2", "width": 0.35, "weights": None},
+        }
+    ).eval()
 
 
 def deeplab_torchvision() -> nn.Module:
@@ -45,35 +61,52 @@ def budget_cfg(tmp_path):
 
 
 def test_budget_reproduces_numbers_table(budget_cfg):
-    rows = check_budget(1.0, {k: v for k, v in budget_cfg.devices.items() if "drive" in k},
-                        budget_cfg.scenarios)
+    rows = check_budget(
+        1.0, {k: v for k, v in budget_cfg.devices.items() if "drive" in k}, budget_cfg.scenarios
+    )
     got = {(r["scenario"], r["device"], r["precision"]): r["budget_gop"] for r in rows}
     for scenario, table in NUMBERS_BUDGETS.items():
         for (device, precision), printed in table.items():
             decimals = len(printed.partition(".")[2])
-            assert round(got[scenario, device, precision], decimals) == float(printed), \
-                (scenario, device, precision, got[scenario, device, precision])
+            assert round(got[scenario, device, precision], decimals) == float(printed), (
+                scenario,
+                device,
+                precision,
+                got[scenario, device, precision],
+            )
 
 
 def test_budget_verdict_and_headroom(budget_cfg):
     devices = {"drive_px2_igpu": budget_cfg.devices.drive_px2_igpu}
     urban = {"urban": budget_cfg.scenarios.urban}
-    fits, = (r for r in check_budget(4.0, devices, urban) if r["precision"] == "fp32")
+    (fits,) = (r for r in check_budget(4.0, devices, urban) if r["precision"] == "fp32")
     assert fits["fits"] and fits["required_fps"] == 120
     assert fits["headroom_pct"] == pytest.approx(100 * (653 / 120 - 4.0) / (653 / 120))
-    over, = (r for r in check_budget(6.0, devices, urban) if r["precision"] == "fp32")
+    (over,) = (r for r in check_budget(6.0, devices, urban) if r["precision"] == "fp32")
     assert not over["fits"] and over["headroom_pct"] < 0
     # A 50 % utilisation halves the budget.
-    half, = (r for r in check_budget(4.0, devices, urban, utilization=0.5)
-             if r["precision"] == "fp32")
+    (half,) = (
+        r for r in check_budget(4.0, devices, urban, utilization=0.5) if r["precision"] == "fp32"
+    )
     assert half["budget_gop"] == pytest.approx(frame_budget(653, 4, 30) / 2) and not half["fits"]
 
 
 def test_measured_latency_checked_on_its_device(budget_cfg):
-    latency = [{"runtime": "pytorch", "precision": "fp32", "batch": 1, "device": "Some CPU",
-                "device_type": "cpu", "median_ms": 20.0, "input_size": list(SIZE)}]
-    devices = {"cpu_local": {"name": "local CPU", "gops": {"fp32": 100.0}, "match": "cpu"},
-               "drive_px2_igpu": budget_cfg.devices.drive_px2_igpu}
+    latency = [
+        {
+            "runtime": "pytorch",
+            "precision": "fp32",
+            "batch": 1,
+            "device": "Some CPU",
+            "device_type": "cpu",
+            "median_ms": 20.0,
+            "input_size": list(SIZE),
+        }
+    ]
+    devices = {
+        "cpu_local": {"name": "local CPU", "gops": {"fp32": 100.0}, "match": "cpu"},
+        "drive_px2_igpu": budget_cfg.devices.drive_px2_igpu,
+    }
     rows = check_budget(1.0, devices, budget_cfg.scenarios, latencies=latency)
     cpu = {r["scenario"]: r for r in rows if r["device"] == "cpu_local"}
     assert cpu["rural"]["measured_fps"] == pytest.approx(50.0) and cpu["rural"]["measured_fits"]
@@ -95,13 +128,24 @@ def test_flops_match_fvcore_and_ptflops(make):
     # fvcore counts one "flop" per MAC; its conv count is the same formula.
     assert ours["gmacs"] == pytest.approx(fv.by_operator()["conv"] / 1e9, rel=1e-9)
     # ptflops, convolutions only: the same MACs plus one add per output of a biased conv.
-    others = {type(m) for m in net.modules() if not isinstance(m, nn.Conv2d) and not list(m.children())}
-    macs, _ = get_model_complexity_info(net, (3, *SIZE), as_strings=False, backend="pytorch",
-                                        print_per_layer_stat=False, ignore_modules=list(others),
-                                        backend_specific_config={"count_functional": False})
+    others = {
+        type(m) for m in net.modules() if not isinstance(m, nn.Conv2d) and not list(m.children())
+    }
+    macs, _ = get_model_complexity_info(
+        net,
+        (3, *SIZE),
+        as_strings=False,
+        backend="pytorch",
+        print_per_layer_stat=False,
+        ignore_modules=list(others),
+        backend_specific_config={"count_functional": False},
+    )
     bias_adds = []
-    hooks = [m.register_forward_hook(lambda m, i, o: bias_adds.append(o.numel()))
-             for m in net.modules() if isinstance(m, nn.Conv2d) and m.bias is not None]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: bias_adds.append(o.numel()))
+        for m in net.modules()
+        if isinstance(m, nn.Conv2d) and m.bias is not None
+    ]
     with torch.no_grad():
         net(torch.zeros(1, 3, *SIZE))
     for h in hooks:
@@ -111,9 +155,18 @@ def test_flops_match_fvcore_and_ptflops(make):
 
 
 def test_profile_writes_json(tmp_path):
-    cfg = compose_config("profile", tmp_path, ["backbone.width=0.35", "input_size=[64,96]",
-                                               "batch_size=2", "runs=2", "warmup=1",
-                                               "devices=[cpu]"])
+    cfg = compose_config(
+        "profile",
+        tmp_path,
+        [
+            "backbone.width=0.35",
+            "input_size=[64,96]",
+            "batch_size=2",
+            "runs=2",
+            "warmup=1",
+            "devices=[cpu]",
+        ],
+    )
     result = profile(cfg)
     saved = json.loads((tmp_path / "profile.json").read_text())
     assert saved["params"] == result["params"]
@@ -127,13 +180,16 @@ def test_profile_writes_json(tmp_path):
     urban = [r for r in saved["budget"] if r["scenario"] == "urban"]
     assert len(urban) == sum(len(d.gops) for d in cfg.budget.devices.values())
     cpu = next(r for r in urban if r["device"] == "cpu_local")
-    assert math.isclose(cpu["measured_fps"], 1000 / next(
-        r["median_ms"] for r in saved["latency"] if r["batch"] == 1))
+    assert math.isclose(
+        cpu["measured_fps"],
+        1000 / next(r["median_ms"] for r in saved["latency"] if r["batch"] == 1),
+    )
 
 
 def test_half_precision_is_cuda_only():
-    rows, skipped = pytorch_latency(unet_mobilenet(), SIZE, [1], devices=["cpu"],
-                                    precisions=["fp16", "bf16"])
+    rows, skipped = pytorch_latency(
+        unet_mobilenet(), SIZE, [1], devices=["cpu"], precisions=["fp16", "bf16"]
+    )
     assert rows == [] and {s["precision"] for s in skipped} == {"fp16", "bf16"}
     with pytest.raises(ConfigError, match="allowed: fp16"):
         pytorch_latency(unet_mobilenet(), SIZE, [1], devices=["cpu"], precisions=["fp61"])
@@ -144,19 +200,31 @@ def test_half_precision_is_cuda_only():
 def test_cuda_rows_per_precision():
     rows, _ = pytorch_latency(unet_mobilenet(), SIZE, [1, 2], devices=["cuda"], warmup=1, runs=3)
     assert {(r["precision"], r["batch"]) for r in rows} == {
-        (p, b) for p in ("fp32", "fp16", "bf16") for b in (1, 2)}
+        (p, b) for p in ("fp32", "fp16", "bf16") for b in (1, 2)
+    }
     assert all(r["device_type"] == "cuda" and r["median_ms"] > 0 for r in rows)
 
 
 def test_onnxruntime_rows_beside_eager_and_tensorrt_skipped_with_reason():
     from segbench.profiling import profile_network
 
-    result = profile_network(unet_mobilenet(), SIZE, batch_size=2,
-                             runtimes=("pytorch", "onnxruntime", "tensorrt"),
-                             devices=("cpu",), precisions=("fp32",), warmup=1, runs=2)
+    result = profile_network(
+        unet_mobilenet(),
+        SIZE,
+        batch_size=2,
+        runtimes=("pytorch", "onnxruntime", "tensorrt"),
+        devices=("cpu",),
+        precisions=("fp32",),
+        warmup=1,
+        runs=2,
+    )
     keys = {(r["runtime"], r["batch"], r["device_type"]) for r in result["latency"]}
-    assert keys == {("pytorch", 1, "cpu"), ("pytorch", 2, "cpu"),
-                    ("onnxruntime", 1, "cpu"), ("onnxruntime", 2, "cpu")}
+    assert keys == {
+        ("pytorch", 1, "cpu"),
+        ("pytorch", 2, "cpu"),
+        ("onnxruntime", 1, "cpu"),
+        ("onnxruntime", 2, "cpu"),
+    }
     ort_row = next(r for r in result["latency"] if r["runtime"] == "onnxruntime")
     assert ort_row["input_size"] == list(SIZE) and ort_row["median_ms"] > 0
     assert ort_row["fps"] == pytest.approx(1000.0 / ort_row["median_ms"])

@@ -33,8 +33,9 @@ while True:
 def test_checkpoint_survives_sigkill_during_writes(tmp_path):
     path = tmp_path / "checkpoints" / "last.ckpt"
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path)], env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(1.0)  # several 16 MB writes in flight
@@ -62,14 +63,30 @@ def test_atomic_io_replaces_the_file_only_when_complete(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
-RUN = [*TINY[1:], "model=tiny", *SYNTHETIC, "augment=none", "trainer.deterministic=true",
-       "trainer.max_epochs=4", "trainer.accelerator=cpu", "logger=csv", "callbacks.rich_progress_bar=null",
-       "callbacks.model_cost.latency_runs=0", "data.dataset.num_train=32"]
+RUN = [
+    *TINY[1:],
+    "model=tiny",
+    *SYNTHETIC,
+    "augment=none",
+    "trainer.deterministic=true",
+    "trainer.max_epochs=4",
+    "trainer.accelerator=cpu",
+    "logger=csv",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.model_cost.latency_runs=0",
+    "data.dataset.num_train=32",
+]
 
 
 def _cmd(run_dir, data_dir, *extra):
-    return [sys.executable, str(ROOT / "train.py"), *RUN, f"hydra.run.dir={run_dir}",
-            f"paths.data_dir={data_dir}", *extra]
+    return [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *RUN,
+        f"hydra.run.dir={run_dir}",
+        f"paths.data_dir={data_dir}",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -81,8 +98,13 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, how):
     subprocess.run(_cmd(reference, data), env=env, cwd=ROOT, check=True, capture_output=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(killed, data, "+callbacks.slow._target_=tests.tiny_net.SlowBatches"),
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cmd(killed, data, "+callbacks.slow._target_=tests.tiny_net.SlowBatches"),
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     metrics_file = killed / "metrics.json"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
@@ -101,12 +123,21 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, how):
     want = json.loads((reference / "metrics.json").read_text())
     got = json.loads(metrics_file.read_text())
     assert [h["epoch"] for h in got["history"]] == [0, 1, 2, 3]
+
     # Bit-exact: every epoch's step count, last training loss, val/miou, val/loss and per-class
     # IoU. (A row may also carry the previous epoch's train/loss_epoch, which a resumed run
     # did not see: not compared.) json.dumps compares NaN (an absent class) as equal.
     def model_numbers(history):
-        return json.dumps([{k: v for k, v in row.items() if k in ("epoch", "step", "train/loss")
-                            or k.startswith("val/")} for row in history])
+        return json.dumps(
+            [
+                {
+                    k: v
+                    for k, v in row.items()
+                    if k in ("epoch", "step", "train/loss") or k.startswith("val/")
+                }
+                for row in history
+            ]
+        )
 
     assert model_numbers(got["history"]) == model_numbers(want["history"])
     assert got["best_val_miou"] == want["best_val_miou"]

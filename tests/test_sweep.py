@@ -18,8 +18,14 @@ TINY = ["model=tiny", f"hydra.searchpath=[file://{ROOT / 'tests' / 'sweep_config
 
 
 def _cfg(tmp_path, data_dir, *overrides, multirun=True):
-    base = [*SYNTHETIC, *TINY, "logger=csv", "trainer.accelerator=cpu", "trainer.max_epochs=1",
-            "callbacks.rich_progress_bar=null"]
+    base = [
+        *SYNTHETIC,
+        *TINY,
+        "logger=csv",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        "callbacks.rich_progress_bar=null",
+    ]
     if multirun:
         base.append("hydra.mode=MULTIRUN")
     return compose_config("train", tmp_path, [*base, *overrides], data_dir)
@@ -49,8 +55,11 @@ def test_crash_is_recorded_as_failed_and_does_not_raise_in_a_sweep(tmp_path, dat
 
     assert run_job(_cfg(tmp_path, data_dir), crash) is None
     status = read_status(tmp_path)
-    assert status == {"status": "failed", "reason": "RuntimeError: CUDA out of memory (simulated)",
-                      "overrides": status["overrides"]}
+    assert status == {
+        "status": "failed",
+        "reason": "RuntimeError: CUDA out of memory (simulated)",
+        "overrides": status["overrides"],
+    }
     with pytest.raises(RuntimeError):
         run_job(_cfg(tmp_path / "single", data_dir, multirun=False), crash)
 
@@ -99,13 +108,21 @@ def test_callback_summarizes_and_exits_nonzero_only_if_nothing_succeeded(tmp_pat
     summary = json.loads((tmp_path / "sweep_status.json").read_text())
     assert summary["counts"] == {"ok": 1, "failed": 1, "skipped": 1}
     assert summary == summarize(tmp_path)
-    assert {r["dir"]: r["status"] for r in summary["runs"]} == {"a": "failed", "b": "skipped",
-                                                                "c": "ok"}
+    assert {r["dir"]: r["status"] for r in summary["runs"]} == {
+        "a": "failed",
+        "b": "skipped",
+        "c": "ok",
+    }
 
 
 def test_wandb_group_and_name_come_from_the_sweep(tmp_path, data_dir):
-    cfg = _cfg(tmp_path, data_dir, "logger=wandb", "backbone.width=0.5",
-               f"hydra.sweep.dir={tmp_path}/my_sweep")
+    cfg = _cfg(
+        tmp_path,
+        data_dir,
+        "logger=wandb",
+        "backbone.width=0.5",
+        f"hydra.sweep.dir={tmp_path}/my_sweep",
+    )
     assert cfg.logger.wandb.group == "my_sweep"
     assert cfg.logger.wandb.name == "tiny-mobilenet-v2-w0.5"
     single = _cfg(tmp_path, data_dir, "logger=wandb", "backbone=resnet50", multirun=False)
@@ -135,8 +152,16 @@ def test_launcher_and_search_configs_compose(tmp_path):
 
     compose_config("train", tmp_path, ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
     assert HydraConfig.get().launcher.n_jobs == 2
-    compose_config("train", tmp_path, ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4",
-                                       "hydra.launcher.partition=gpu"])
+    compose_config(
+        "train",
+        tmp_path,
+        [
+            "hydra/launcher=slurm",
+            "trainer=ddp",
+            "trainer.devices=4",
+            "hydra.launcher.partition=gpu",
+        ],
+    )
     launcher = HydraConfig.get().launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
     assert launcher.gpus_per_node == 4 and launcher.tasks_per_node == 4
@@ -148,17 +173,35 @@ def test_launcher_and_search_configs_compose(tmp_path):
 
 # -- end to end through train.py (subprocesses; slow) ---------------------------------------
 
-GRID = [*TINY[1:], "hydra.sweeper.params.model=tiny", "hydra.sweeper.params.backbone='mobilenet,resnet50'",
-        *SYNTHETIC, "trainer.max_epochs=2", "trainer.limit_train_batches=2",
-        "callbacks.rich_progress_bar=null", "callbacks.model_cost.latency_runs=2",
-        "callbacks.prediction_images.every_n_epochs=1"]
+GRID = [
+    *TINY[1:],
+    "hydra.sweeper.params.model=tiny",
+    "hydra.sweeper.params.backbone='mobilenet,resnet50'",
+    *SYNTHETIC,
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=2",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.model_cost.latency_runs=2",
+    "callbacks.prediction_images.every_n_epochs=1",
+]
 
 
 def _train(tmp_path, *args, check=True):
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args,
-                           f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path / 'data'}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *args,
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"paths.data_dir={tmp_path / 'data'}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
@@ -198,8 +241,9 @@ def test_sweep_end_to_end_and_rerun_resumes(tmp_path, launcher):
 
 @pytest.mark.slow
 def test_sweep_where_every_run_fails_exits_nonzero(tmp_path):
-    proc = _train(tmp_path, "-m", "experiment=arch_comparison", *GRID, "data.batch_size=-1",
-                  check=False)
+    proc = _train(
+        tmp_path, "-m", "experiment=arch_comparison", *GRID, "data.batch_size=-1", check=False
+    )
     assert proc.returncode != 0
     assert "no run of the sweep succeeded (1 failed, 1 skipped)" in proc.stderr
 
@@ -217,11 +261,20 @@ def test_sweep_writes_the_comparison_report(tmp_path):
 
 @pytest.mark.slow
 def test_optuna_search_runs_and_reports_the_best(tmp_path):
-    _train(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=2",
-           "hydra.sweeper.sampler.n_startup_trials=1", *TINY[1:],
-           "+hydra.sweeper.params.model=tiny", *SYNTHETIC, "trainer.max_epochs=1",
-           "trainer.limit_train_batches=2", "callbacks.rich_progress_bar=null", "logger=csv",
-           "callbacks.model_cost.latency_runs=0")
+    _train(
+        tmp_path,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=1",
+        *TINY[1:],
+        "+hydra.sweeper.params.model=tiny",
+        *SYNTHETIC,
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "callbacks.rich_progress_bar=null",
+        "logger=csv",
+        "callbacks.model_cost.latency_runs=0",
+    )
     results = list((tmp_path / "logs" / "hparams_search").rglob("optimization_results.yaml"))
     assert len(results) == 1
     best = OmegaConf.load(results[0])

@@ -17,8 +17,13 @@ def test_fast_dev_run_synthetic(train_cfg):
 
 
 def test_fast_dev_run_camvid(train_cfg, camvid_root):
-    cfg = train_cfg("data=camvid", f"data.root={camvid_root}", "debug=fdr", "data.batch_size=2",
-                    "backbone.width=0.35")
+    cfg = train_cfg(
+        "data=camvid",
+        f"data.root={camvid_root}",
+        "debug=fdr",
+        "data.batch_size=2",
+        "backbone.width=0.35",
+    )
     train(cfg)
 
 
@@ -56,11 +61,21 @@ def test_missing_dataset_root_is_one_line_not_a_traceback(tmp_path):
     """The error raised inside Hydra's instantiate still reaches the user as segbench's message."""
     missing = tmp_path / "camvid"
     proc = subprocess.run(
-        [sys.executable, "train.py", "data=camvid", f"data.root={missing}", "logger=csv",
-         f"paths.log_dir={tmp_path / 'logs'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "train.py",
+            "data=camvid",
+            f"data.root={missing}",
+            "logger=csv",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "InstantiationException" not in proc.stderr
-    error = proc.stderr[proc.stderr.index("error: "):]
+    error = proc.stderr[proc.stderr.index("error: ") :]
     assert error.startswith(f"error: {missing}: dataset root does not exist")
     assert "fix: set data.root" in error

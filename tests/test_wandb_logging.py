@@ -22,10 +22,17 @@ def read_finished(path, timeout_s: float = 30.0):
 
 @pytest.mark.slow
 def test_offline_wandb_run_reads_back_what_was_logged(train_cfg, tmp_path):
-    cfg = train_cfg(*TINY, "logger=[csv,wandb,tensorboard]", "trainer.max_epochs=2",
-                    "trainer.limit_train_batches=2", "callbacks.prediction_images.every_n_epochs=1",
-                    "callbacks.prediction_images.num_images=2", "callbacks.model_cost.latency_runs=2",
-                    "logger.wandb.log_model=true", "tags=[unit,wandb]")
+    cfg = train_cfg(
+        *TINY,
+        "logger=[csv,wandb,tensorboard]",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=2",
+        "callbacks.prediction_images.every_n_epochs=1",
+        "callbacks.prediction_images.num_images=2",
+        "callbacks.model_cost.latency_runs=2",
+        "logger.wandb.log_model=true",
+        "tags=[unit,wandb]",
+    )
     metrics = train(cfg)
     import wandb
 

@@ -15,16 +15,19 @@ class TinyNet(SegmentationNetwork):
 
     backbones = ("mobilenet",)
 
-    def __init__(self, backbone: dict, num_classes: int, in_channels: int = 3,
-                 width: int = 8) -> None:
+    def __init__(
+        self, backbone: dict, num_classes: int, in_channels: int = 3, width: int = 8
+    ) -> None:
         super().__init__(num_classes, pad_multiple=2)
-        self.encoder = nn.Sequential(nn.Conv2d(in_channels, width, 3, stride=2, padding=1),
-                                     nn.BatchNorm2d(width), nn.ReLU())
+        self.encoder = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU()
+        )
         self.head = nn.Conv2d(width, num_classes, 1)
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.interpolate(self.head(self.encoder(x)), scale_factor=2.0,
-                                         mode="bilinear", align_corners=False)
+        return nn.functional.interpolate(
+            self.head(self.encoder(x)), scale_factor=2.0, mode="bilinear", align_corners=False
+        )
 
 
 class SlowBatches:

@@ -26,8 +26,11 @@ _measured_gops: dict[int, float] = {}
 def frame_budget(device_gops: float, cameras: int, fps: float, utilization: float = 1.0) -> float:
     """GOP a single frame may cost: ``device_gops * utilization / (cameras * fps)``."""
     if cameras <= 0 or fps <= 0:
-        raise ConfigError("budget.scenarios.*", {"cameras": cameras, "fps": fps},
-                          "cameras and fps must be positive")
+        raise ConfigError(
+            "budget.scenarios.*",
+            {"cameras": cameras, "fps": fps},
+            "cameras and fps must be positive",
+        )
     return device_gops * utilization / (cameras * fps)
 
 
@@ -39,8 +42,13 @@ def measure_cpu_gops(size: int = 1024, runs: int = 5) -> float:
         torch.mm(a, b)
         best = min(_timed(lambda: torch.mm(a, b)) for _ in range(runs))
         _measured_gops[threads] = 2 * size**3 / best / 1e9
-        log.info("local CPU: %.1f fp32 GOP/s (%d threads, %dx%d matmul)",
-                 _measured_gops[threads], threads, size, size)
+        log.info(
+            "local CPU: %.1f fp32 GOP/s (%d threads, %dx%d matmul)",
+            _measured_gops[threads],
+            threads,
+            size,
+            size,
+        )
     return _measured_gops[threads]
 
 
@@ -50,10 +58,13 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def check_budget(gop_per_frame: Mapping[tuple[int, int], float] | float,
-                 devices: Mapping[str, Mapping], scenarios: Mapping[str, Mapping],
-                 utilization: float | None = None,
-                 latencies: Iterable[Mapping] = ()) -> list[dict]:
+def check_budget(
+    gop_per_frame: Mapping[tuple[int, int], float] | float,
+    devices: Mapping[str, Mapping],
+    scenarios: Mapping[str, Mapping],
+    utilization: float | None = None,
+    latencies: Iterable[Mapping] = (),
+) -> list[dict]:
     """One verdict per scenario x device x precision.
 
     Args:
@@ -85,16 +96,29 @@ def check_budget(gop_per_frame: Mapping[tuple[int, int], float] | float,
                 if gops == MEASURED:
                     gops = measure_cpu_gops()
                 elif not isinstance(gops, int | float):
-                    raise ConfigError(f"budget.devices.{d_key}.gops.{precision}", gops,
-                                      f"is neither a number of GOP/s nor '{MEASURED}'")
+                    raise ConfigError(
+                        f"budget.devices.{d_key}.gops.{precision}",
+                        gops,
+                        f"is neither a number of GOP/s nor '{MEASURED}'",
+                    )
                 budget = frame_budget(gops, scenario["cameras"], scenario["fps"], util)
                 required_fps = scenario["cameras"] * scenario["fps"]
-                row = {"scenario": s_key, "cameras": scenario["cameras"], "fps": scenario["fps"],
-                       "required_fps": required_fps, "resolution": resolution, "device": d_key,
-                       "device_name": device.get("name", d_key), "precision": precision,
-                       "device_gops": gops, "utilization": util, "budget_gop": budget,
-                       "gop_per_frame": gop, "fits": gop <= budget,
-                       "headroom_pct": 100 * (budget - gop) / budget}
+                row = {
+                    "scenario": s_key,
+                    "cameras": scenario["cameras"],
+                    "fps": scenario["fps"],
+                    "required_fps": required_fps,
+                    "resolution": resolution,
+                    "device": d_key,
+                    "device_name": device.get("name", d_key),
+                    "precision": precision,
+                    "device_gops": gops,
+                    "utilization": util,
+                    "budget_gop": budget,
+                    "gop_per_frame": gop,
+                    "fits": gop <= budget,
+                    "headroom_pct": 100 * (budget - gop) / budget,
+                }
                 measured = _measured_fps(latencies, device.get("match"), precision, resolution)
                 if measured is not None:
                     row["measured_fps"] = measured
@@ -108,22 +132,32 @@ def _gop_at(gop_per_frame, resolution, scenario: str) -> float:
         return float(gop_per_frame)
     key = tuple(resolution) if resolution else None
     if key not in gop_per_frame:
-        raise ConfigError(f"budget.scenarios.{scenario}.resolution", resolution,
-                          "no GOP/frame was counted at this resolution",
-                          allowed=[str(k) for k in gop_per_frame])
+        raise ConfigError(
+            f"budget.scenarios.{scenario}.resolution",
+            resolution,
+            "no GOP/frame was counted at this resolution",
+            allowed=[str(k) for k in gop_per_frame],
+        )
     return gop_per_frame[key]
 
 
-def _measured_fps(latencies: list[Mapping], match: str | None, precision: str,
-                  resolution) -> float | None:
+def _measured_fps(
+    latencies: list[Mapping], match: str | None, precision: str, resolution
+) -> float | None:
     """Frames/s of the fastest matching batch-1 row (None where nothing matches)."""
     if not match:
         return None
-    found = [r for r in latencies
-             if r.get("batch") == 1 and r.get("precision") == precision
-             and (match.lower() in str(r.get("device", "")).lower()
-                  or match.lower() == str(r.get("device_type", "")).lower())
-             and (not resolution or list(r.get("input_size") or []) == list(resolution))]
+    found = [
+        r
+        for r in latencies
+        if r.get("batch") == 1
+        and r.get("precision") == precision
+        and (
+            match.lower() in str(r.get("device", "")).lower()
+            or match.lower() == str(r.get("device_type", "")).lower()
+        )
+        and (not resolution or list(r.get("input_size") or []) == list(resolution))
+    ]
     if not found:
         return None
     return 1000.0 / min(r["median_ms"] for r in found)

@@ -38,8 +38,13 @@ class MetricsJSON(L.Callback):
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
-        row.update({k: _number(v) for k, v in trainer.callback_metrics.items()
-                    if k.startswith(("val/", "train/")) and not k.endswith("_step")})
+        row.update(
+            {
+                k: _number(v)
+                for k, v in trainer.callback_metrics.items()
+                if k.startswith(("val/", "train/")) and not k.endswith("_step")
+            }
+        )
         self.history = [r for r in self.history if r["epoch"] != row["epoch"]] + [row]
         value = row[self.monitor]
         if self.best is None or (not math.isnan(value) and value > self.best[self.monitor]):
@@ -62,8 +67,9 @@ class MetricsJSON(L.Callback):
             "monitor": self.monitor,
             "best_epoch": best.get("epoch"),
             "best": {k: v for k, v in best.items() if k.startswith("val/")},
-            "per_class_iou": {k.split("/iou_", 1)[1]: v for k, v in best.items()
-                              if k.startswith("val/iou_")},
+            "per_class_iou": {
+                k.split("/iou_", 1)[1]: v for k, v in best.items() if k.startswith("val/iou_")
+            },
             "epochs": len(self.history),
             "params": params,
             "trainable_params": trainable,

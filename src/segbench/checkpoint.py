@@ -19,8 +19,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     truncated file.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH,
-                        storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+    ) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -39,13 +40,21 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
     """Loads a segbench checkpoint, or raises DataError naming the file and the fix."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "checkpoint not found",
-                        fix="pass ckpt_path=<run dir>/checkpoints/best.ckpt of a segbench run")
+        raise DataError(
+            path,
+            "checkpoint not found",
+            fix="pass ckpt_path=<run dir>/checkpoints/best.ckpt of a segbench run",
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:
-        raise DataError(path, f"cannot be read as a checkpoint ({type(err).__name__}: {err})") from None
+        raise DataError(
+            path, f"cannot be read as a checkpoint ({type(err).__name__}: {err})"
+        ) from None
     if "net" not in ckpt.get("hyper_parameters", {}):
-        raise DataError(path, "is not a segbench checkpoint (no network config in it)",
-                        fix="pass a checkpoint written by segbench's train.py")
+        raise DataError(
+            path,
+            "is not a segbench checkpoint (no network config in it)",
+            fix="pass a checkpoint written by segbench's train.py",
+        )
     return ckpt

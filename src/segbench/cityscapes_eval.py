@@ -51,11 +51,17 @@ def find_pairs(gt_root: Path, predictions: Path, split: str = "val") -> list[tup
     gt_dir = Path(gt_root) / "gtFine" / split
     gt_files = sorted(gt_dir.glob("*/*_gtFine_labelIds.png"))
     if not gt_files:
-        raise DataError(gt_dir, "no *_gtFine_labelIds.png files",
-                        fix="point gt_root (or data.root) at the Cityscapes folder that holds gtFine/")
+        raise DataError(
+            gt_dir,
+            "no *_gtFine_labelIds.png files",
+            fix="point gt_root (or data.root) at the Cityscapes folder that holds gtFine/",
+        )
     if not Path(predictions).is_dir():
-        raise DataError(predictions, "prediction folder not found",
-                        fix="pass predictions=<folder of <city>_<seq>_<frame>*.png label-id images>")
+        raise DataError(
+            predictions,
+            "prediction folder not found",
+            fix="pass predictions=<folder of <city>_<seq>_<frame>*.png label-id images>",
+        )
     walk = [(root, files) for root, _, files in os.walk(predictions)]
     pairs = []
     for gt in gt_files:
@@ -64,14 +70,18 @@ def find_pairs(gt_root: Path, predictions: Path, split: str = "val") -> list[tup
         found = [Path(root) / f for root, files in walk for f in fnmatch.filter(files, pattern)]
         if len(found) != 1:
             problem = "no prediction" if not found else f"{len(found)} predictions ({found[:3]})"
-            raise DataError(predictions, f"{problem} matching {pattern} for ground truth {gt}",
-                            fix="write exactly one <city>_<seq>_<frame>*.png per ground-truth image")
+            raise DataError(
+                predictions,
+                f"{problem} matching {pattern} for ground truth {gt}",
+                fix="write exactly one <city>_<seq>_<frame>*.png per ground-truth image",
+            )
         pairs.append((found[0], gt))
     return pairs
 
 
-def evaluate_predictions(gt_root: Path, predictions: Path, split: str = "val",
-                         instances: bool = True) -> dict:
+def evaluate_predictions(
+    gt_root: Path, predictions: Path, split: str = "val", instances: bool = True
+) -> dict:
     """Scores a folder of label-id PNGs against Cityscapes ``gtFine``.
 
     Args:
@@ -92,16 +102,22 @@ def evaluate_predictions(gt_root: Path, predictions: Path, split: str = "val",
     for pred_file, gt_file in pairs:
         pred, gt = _read_ids(pred_file), _read_ids(gt_file)
         if pred.shape != gt.shape:
-            raise DataError(pred_file, f"size {pred.shape[::-1]} differs from ground truth "
-                                       f"{gt_file} {gt.shape[::-1]}")
+            raise DataError(
+                pred_file,
+                f"size {pred.shape[::-1]} differs from ground truth {gt_file} {gt.shape[::-1]}",
+            )
         for ids, path in ((pred, pred_file), (gt, gt_file)):
             bad = np.setdiff1d(np.unique(ids), LABEL_IDS)
             if bad.size:
-                raise DataError(path, f"values {bad.tolist()[:5]} are no Cityscapes label ids "
-                                      f"(0..{NUM_IDS - 1})",
-                                fix="write label ids (helpers/labels.py `id`), not train ids or colours")
-        confmat.update(torch.from_numpy(pred.astype(np.int64))[None],
-                       torch.from_numpy(gt.astype(np.int64))[None])
+                raise DataError(
+                    path,
+                    f"values {bad.tolist()[:5]} are no Cityscapes label ids (0..{NUM_IDS - 1})",
+                    fix="write label ids (helpers/labels.py `id`), not train ids or colours",
+                )
+        confmat.update(
+            torch.from_numpy(pred.astype(np.int64))[None],
+            torch.from_numpy(gt.astype(np.int64))[None],
+        )
         if instances:
             inst_file = gt_file.with_name(gt_file.name.replace("labelIds", "instanceIds"))
             inst.add(pred, _read_ids(inst_file))
@@ -110,8 +126,12 @@ def evaluate_predictions(gt_root: Path, predictions: Path, split: str = "val",
     if instances:
         result.update(inst.scores(matrix))
     result["confusion_matrix"] = matrix.long().tolist()
-    log.info("%d images: IoU class %.4f, category %.4f", len(pairs), result["miou"],
-             result["category_miou"])
+    log.info(
+        "%d images: IoU class %.4f, category %.4f",
+        len(pairs),
+        result["miou"],
+        result["category_miou"],
+    )
     return result
 
 
@@ -121,8 +141,11 @@ def _read_ids(path: Path) -> np.ndarray:
     except OSError as err:
         raise DataError(path, f"cannot be read as an image ({err})") from None
     if array.ndim != 2:
-        raise DataError(path, f"has {array.shape[2]} channels; label-id images have one",
-                        fix="save single-channel PNGs of label ids")
+        raise DataError(
+            path,
+            f"has {array.shape[2]} channels; label-id images have one",
+            fix="save single-channel PNGs of label ids",
+        )
     return array
 
 
@@ -135,13 +158,19 @@ def _iou_scores(matrix: torch.Tensor) -> dict:
     """Class and category IoU from the label-id confusion matrix, through ``scores``."""
     groups = {id2label[i].name: [i] for i in EVAL_IDS}
     class_iou = _grouped_iou(matrix, groups)
-    categories = {cat: [lab.id for lab in labs if lab.id >= 0 and not lab.ignoreInEval]
-                  for cat, labs in category2labels.items()}
+    categories = {
+        cat: [lab.id for lab in labs if lab.id >= 0 and not lab.ignoreInEval]
+        for cat, labs in category2labels.items()
+    }
     category_iou = _grouped_iou(matrix, {c: ids for c, ids in categories.items() if ids})
     # Categories without an evaluated class (void) score NaN, as in the official script.
     category_iou = {c: category_iou.get(c, float("nan")) for c in categories}
-    return {"class_iou": class_iou, "miou": _mean(class_iou),
-            "category_iou": category_iou, "category_miou": _mean(category_iou)}
+    return {
+        "class_iou": class_iou,
+        "miou": _mean(class_iou),
+        "category_iou": category_iou,
+        "category_miou": _mean(category_iou),
+    }
 
 
 def _grouped_iou(matrix: torch.Tensor, groups: dict[str, list[int]]) -> dict[str, float]:
@@ -166,8 +195,9 @@ class _InstanceStats:
     """Instance-weighted TP/FN per class and per all-instance category (official iIoU)."""
 
     def __init__(self) -> None:
-        self.classes = {lab.name: [0.0, 0.0] for lab in labels
-                        if lab.hasInstances and not lab.ignoreInEval}
+        self.classes = {
+            lab.name: [0.0, 0.0] for lab in labels if lab.hasInstances and not lab.ignoreInEval
+        }
         # Categories whose every (real) label has instances: human, vehicle.
         self.categories = {}
         for cat, labs in category2labels.items():
@@ -198,15 +228,20 @@ class _InstanceStats:
         class_iiou = {id2label[i].name: float("nan") for i in LABEL_IDS}
         for lab in labels:
             if lab.name in self.classes:
-                class_iiou[lab.name] = self._iiou(matrix, self.classes[lab.name],
-                                                  _fp(matrix, [lab.id], exclude=[lab.id]))
+                class_iiou[lab.name] = self._iiou(
+                    matrix, self.classes[lab.name], _fp(matrix, [lab.id], exclude=[lab.id])
+                )
         class_iiou = {id2label[i].name: class_iiou[id2label[i].name] for i in EVAL_IDS}
         category_iiou = {c: float("nan") for c in category2labels}
         for cat, v in self.categories.items():
             others = [lab.id for lab in labels if lab.id >= 0 and lab.category == cat]
             category_iiou[cat] = self._iiou(matrix, v["tp_fn"], _fp(matrix, v["ids"], others))
-        return {"class_iiou": class_iiou, "miiou": _mean(class_iiou),
-                "category_iiou": category_iiou, "category_miiou": _mean(category_iiou)}
+        return {
+            "class_iiou": class_iiou,
+            "miiou": _mean(class_iiou),
+            "category_iiou": category_iiou,
+            "category_miiou": _mean(category_iiou),
+        }
 
     @staticmethod
     def _iiou(matrix: torch.Tensor, tp_fn: list[float], fp: float) -> float:

@@ -27,8 +27,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        print(f"error: unknown command {command!r}; commands: "
-              f"{', '.join(closest_first(command, COMMANDS))}", file=sys.stderr)
+        print(
+            f"error: unknown command {command!r}; commands: "
+            f"{', '.join(closest_first(command, COMMANDS))}",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     sys.argv = [f"segbench {command}", *rest]
     runpy.run_module(COMMANDS[command][0], run_name="__main__", alter_sys=True)

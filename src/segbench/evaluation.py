@@ -41,11 +41,16 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule.prepare_data()
     meta = hparams["data"]
     predict = make_predictor(cfg, net, hparams)
-    confmat = score_split(predict, datamodule.loader(cfg.split),
-                          meta["num_classes"], meta["ignore_index"])
-    report = {"ckpt_path": str(cfg.ckpt_path), "split": cfg.split,
-              "runtime": cfg.get("runtime") or "pytorch", "model_path": cfg.get("model_path"),
-              **summarize(confmat, meta["class_names"])}
+    confmat = score_split(
+        predict, datamodule.loader(cfg.split), meta["num_classes"], meta["ignore_index"]
+    )
+    report = {
+        "ckpt_path": str(cfg.ckpt_path),
+        "split": cfg.split,
+        "runtime": cfg.get("runtime") or "pytorch",
+        "model_path": cfg.get("model_path"),
+        **summarize(confmat, meta["class_names"]),
+    }
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(report, indent=2))
@@ -53,10 +58,20 @@ def evaluate(cfg: DictConfig) -> dict:
     plot_confusion_matrix(confmat, meta["class_names"], out / "confusion_matrix.png")
     if cfg.get("num_overlays", 0) > 0:
         samples = first_samples(datamodule.get_split(cfg.split), cfg.num_overlays)
-        overlay_grid(samples["image"], samples["mask"], predict(samples["image"]).cpu(), meta,
-                     out / "overlays.png")
-    log.info("%s mIoU %.4f, pixel acc %.4f -> %s", cfg.split, report["miou"],
-             report["pixel_acc"], out / "eval.json")
+        overlay_grid(
+            samples["image"],
+            samples["mask"],
+            predict(samples["image"]).cpu(),
+            meta,
+            out / "overlays.png",
+        )
+    log.info(
+        "%s mIoU %.4f, pixel acc %.4f -> %s",
+        cfg.split,
+        report["miou"],
+        report["pixel_acc"],
+        out / "eval.json",
+    )
     return report
 
 
@@ -69,24 +84,44 @@ def evaluate_cityscapes_folder(cfg: DictConfig) -> dict:
 
     root = cfg.get("gt_root") or OmegaConf.select(cfg, "data.root")
     if not root:
-        raise ConfigError("gt_root", root, "no Cityscapes root to read gtFine/ from",
-                          fix="pass gt_root=<Cityscapes folder> (or data=cityscapes data.root=...)")
-    result = {"predictions": str(cfg.predictions), "gt_root": str(root), "split": cfg.split,
-              **evaluate_predictions(Path(root), Path(cfg.predictions), cfg.split,
-                                     instances=cfg.get("instances", True))}
+        raise ConfigError(
+            "gt_root",
+            root,
+            "no Cityscapes root to read gtFine/ from",
+            fix="pass gt_root=<Cityscapes folder> (or data=cityscapes data.root=...)",
+        )
+    result = {
+        "predictions": str(cfg.predictions),
+        "gt_root": str(root),
+        "split": cfg.split,
+        **evaluate_predictions(
+            Path(root), Path(cfg.predictions), cfg.split, instances=cfg.get("instances", True)
+        ),
+    }
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(result, indent=2))
-    lines = [f"# {cfg.split}: {cfg.predictions}", "",
-             f"IoU class {_pct(result['miou'])}, iIoU class {_pct(result.get('miiou'))}, "
-             f"IoU category {_pct(result['category_miou'])}, "
-             f"iIoU category {_pct(result.get('category_miiou'))}", "",
-             "| class | IoU | iIoU |", "|---|---:|---:|"]
-    lines += [f"| {name} | {_pct(iou)} | {_pct(result.get('class_iiou', {}).get(name))} |"
-              for name, iou in result["class_iou"].items()]
+    lines = [
+        f"# {cfg.split}: {cfg.predictions}",
+        "",
+        f"IoU class {_pct(result['miou'])}, iIoU class {_pct(result.get('miiou'))}, "
+        f"IoU category {_pct(result['category_miou'])}, "
+        f"iIoU category {_pct(result.get('category_miiou'))}",
+        "",
+        "| class | IoU | iIoU |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {name} | {_pct(iou)} | {_pct(result.get('class_iiou', {}).get(name))} |"
+        for name, iou in result["class_iou"].items()
+    ]
     (out / "eval.md").write_text("\n".join(lines) + "\n")
-    log.info("IoU class %.4f, category %.4f -> %s", result["miou"], result["category_miou"],
-             out / "eval.json")
+    log.info(
+        "IoU class %.4f, category %.4f -> %s",
+        result["miou"],
+        result["category_miou"],
+        out / "eval.json",
+    )
     return result
 
 
@@ -101,8 +136,9 @@ def torch_predictor(net: torch.nn.Module, device: torch.device) -> Predictor:
     return predict
 
 
-def score_split(predict: Predictor, batches: Iterable[dict], num_classes: int,
-                ignore_index: int) -> torch.Tensor:
+def score_split(
+    predict: Predictor, batches: Iterable[dict], num_classes: int, ignore_index: int
+) -> torch.Tensor:
     """Runs ``predict`` over ``batches`` and returns the ``(C, C)`` confusion matrix."""
     confmat = ConfusionMatrix(num_classes, ignore_index)
     for batch in batches:
@@ -126,19 +162,26 @@ def summarize(confmat: torch.Tensor, class_names: list[str]) -> dict:
 def markdown_table(report: dict, title: str = "") -> str:
     """Per-class IoU and accuracy of :func:`summarize`'s output as a Markdown table."""
     lines = [f"# {title}", ""] if title else []
-    lines += [f"mIoU {_pct(report['miou'])}, pixel accuracy {_pct(report['pixel_acc'])}, "
-              f"class-average accuracy {_pct(report['mean_acc'])}", "",
-              "| class | IoU | accuracy |", "|---|---:|---:|"]
-    lines += [f"| {name} | {_pct(iou)} | {_pct(report['per_class_acc'][name])} |"
-              for name, iou in report["per_class_iou"].items()]
+    lines += [
+        f"mIoU {_pct(report['miou'])}, pixel accuracy {_pct(report['pixel_acc'])}, "
+        f"class-average accuracy {_pct(report['mean_acc'])}",
+        "",
+        "| class | IoU | accuracy |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {name} | {_pct(iou)} | {_pct(report['per_class_acc'][name])} |"
+        for name, iou in report["per_class_iou"].items()
+    ]
     return "\n".join(lines) + "\n"
 
 
 def first_samples(dataset, count: int) -> dict[str, torch.Tensor]:
     """The first ``count`` samples of ``dataset`` stacked (for overlay pictures)."""
     samples = [dataset[i] for i in range(min(count, len(dataset)))]
-    return {key: torch.stack([torch.as_tensor(s[key]) for s in samples])
-            for key in ("image", "mask")}
+    return {
+        key: torch.stack([torch.as_tensor(s[key]) for s in samples]) for key in ("image", "mask")
+    }
 
 
 def _pct(value: float | None) -> str:

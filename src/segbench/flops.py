@@ -11,8 +11,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def count_flops(net: nn.Module, input_size: tuple[int, int], batch: int = 1,
-                in_channels: int = 3) -> dict[str, float]:
+def count_flops(
+    net: nn.Module, input_size: tuple[int, int], batch: int = 1, in_channels: int = 3
+) -> dict[str, float]:
     """Counts one forward pass of ``net`` (eval mode) on a zero input.
 
     Returns:
@@ -22,8 +23,9 @@ def count_flops(net: nn.Module, input_size: tuple[int, int], batch: int = 1,
     was_training = net.training
     net.eval()
     param = next(net.parameters(), None)
-    x = torch.zeros(batch, in_channels, *input_size,
-                    device=param.device if param is not None else "cpu")
+    x = torch.zeros(
+        batch, in_channels, *input_size, device=param.device if param is not None else "cpu"
+    )
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         net(x)
     net.train(was_training)

@@ -36,9 +36,15 @@ class PredictionImages(L.Callback):
     def __init__(self, num_images: int = 4, every_n_epochs: int = 5, alpha: float = 0.5) -> None:
         self.num_images, self.every_n_epochs, self.alpha = num_images, every_n_epochs, alpha
 
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                                outputs: object, batch: dict, batch_idx: int,
-                                dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: object,
+        batch: dict,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if batch_idx != 0 or dataloader_idx != 0 or trainer.sanity_checking:
             return
         last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
@@ -50,19 +56,26 @@ class PredictionImages(L.Callback):
         images = batch["image"][: self.num_images]
         with torch.no_grad():
             preds = pl_module(images).argmax(1)
-        panels = overlays(images, batch["mask"][: self.num_images], preds, pl_module.hparams.data,
-                          self.alpha)
+        panels = overlays(
+            images, batch["mask"][: self.num_images], preds, pl_module.hparams.data, self.alpha
+        )
         for logger in loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image("val/predictions", list(panels), step=trainer.global_step,
-                                 caption=["input | ground truth | prediction"] * len(panels))
+                logger.log_image(
+                    "val/predictions",
+                    list(panels),
+                    step=trainer.global_step,
+                    caption=["input | ground truth | prediction"] * len(panels),
+                )
             else:
-                logger.experiment.add_images("val/predictions", panels, trainer.global_step,
-                                             dataformats="NHWC")
+                logger.experiment.add_images(
+                    "val/predictions", panels, trainer.global_step, dataformats="NHWC"
+                )
 
 
-def overlays(images: torch.Tensor, masks: torch.Tensor, preds: torch.Tensor, data: dict,
-             alpha: float = 0.5) -> np.ndarray:
+def overlays(
+    images: torch.Tensor, masks: torch.Tensor, preds: torch.Tensor, data: dict, alpha: float = 0.5
+) -> np.ndarray:
     """Side-by-side ``[input | ground truth | prediction]`` panels.
 
     Args:
@@ -115,16 +128,20 @@ class ModelCost(L.Callback):
             if isinstance(logger, WandbLogger):
                 logger.experiment.summary.update(figures)
             else:
-                logger.log_metrics({k: v for k, v in figures.items() if isinstance(v, int | float)},
-                                   step=trainer.global_step)
+                logger.log_metrics(
+                    {k: v for k, v in figures.items() if isinstance(v, int | float)},
+                    step=trainer.global_step,
+                )
                 logger.save()
 
     def measure(self, pl_module: L.LightningModule) -> dict:
         """``model/params``, ``model/gflops``, ``model/latency_ms`` (median) and where measured."""
         net = pl_module.net
         height, width = pl_module.hparams.data["image_size"]
-        figures: dict = {"model/params": sum(p.numel() for p in net.parameters()),
-                         "model/input_size": f"{height}x{width}"}
+        figures: dict = {
+            "model/params": sum(p.numel() for p in net.parameters()),
+            "model/input_size": f"{height}x{width}",
+        }
         figures["model/gflops"] = count_flops(net, (height, width))["gflops"]
         if self.latency_runs > 0:
             device = next(net.parameters()).device
@@ -133,8 +150,9 @@ class ModelCost(L.Callback):
             net.eval()
             sync = torch.cuda.synchronize if device.type == "cuda" else None
             with torch.inference_mode():
-                timing = time_callable(lambda: net(x), warmup=self.warmup, runs=self.latency_runs,
-                                       sync=sync)
+                timing = time_callable(
+                    lambda: net(x), warmup=self.warmup, runs=self.latency_runs, sync=sync
+                )
             net.train(was_training)
             figures["model/latency_ms"] = timing["median_ms"]
             figures["model/latency_p90_ms"] = timing["p90_ms"]

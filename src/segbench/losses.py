@@ -31,7 +31,9 @@ from segbench.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def _no_labels(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor | None:
+def _no_labels(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int
+) -> torch.Tensor | None:
     """Zero with a gradient path when every pixel is ignored, else None."""
     if bool((target != ignore_index).any()):
         return None
@@ -43,9 +45,12 @@ def _as_list(class_weights: Sequence[float] | str | None) -> list[float] | None:
     if class_weights is None or class_weights == "none":
         return None
     if isinstance(class_weights, str):
-        raise ConfigError("loss.class_weights", class_weights,
-                          "is computed from the training split, which this loss was not given",
-                          fix="build the loss with segbench.losses.build_loss(cfg.loss, datamodule)")
+        raise ConfigError(
+            "loss.class_weights",
+            class_weights,
+            "is computed from the training split, which this loss was not given",
+            fix="build the loss with segbench.losses.build_loss(cfg.loss, datamodule)",
+        )
     return [float(w) for w in class_weights]
 
 
@@ -63,8 +68,12 @@ class CrossEntropyLoss(nn.Module):
         label_smoothing: As in :func:`torch.nn.functional.cross_entropy`.
     """
 
-    def __init__(self, ignore_index: int, class_weights: Sequence[float] | None = None,
-                 label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        ignore_index: int,
+        class_weights: Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__()
         self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
         self.register_buffer("weight", _weights(class_weights), persistent=False)
@@ -73,8 +82,13 @@ class CrossEntropyLoss(nn.Module):
         zero = _no_labels(logits, target, self.ignore_index)
         if zero is not None:
             return zero
-        return F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,
-                               label_smoothing=self.label_smoothing)
+        return F.cross_entropy(
+            logits,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+        )
 
 
 class DiceLoss(smp.losses.DiceLoss):
@@ -87,11 +101,20 @@ class DiceLoss(smp.losses.DiceLoss):
         log_loss: ``-log(dice)`` instead of ``1 - dice``.
     """
 
-    def __init__(self, ignore_index: int, class_weights: Sequence[float] | None = None,
-                 smooth: float = 0.0, log_loss: bool = False) -> None:
-        super().__init__(mode="multiclass", ignore_index=ignore_index, smooth=smooth,
-                         log_loss=log_loss,
-                         class_weights=_as_list(class_weights))
+    def __init__(
+        self,
+        ignore_index: int,
+        class_weights: Sequence[float] | None = None,
+        smooth: float = 0.0,
+        log_loss: bool = False,
+    ) -> None:
+        super().__init__(
+            mode="multiclass",
+            ignore_index=ignore_index,
+            smooth=smooth,
+            log_loss=log_loss,
+            class_weights=_as_list(class_weights),
+        )
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         zero = _no_labels(logits, target, self.ignore_index)
@@ -108,10 +131,20 @@ class FocalLoss(smp.losses.FocalLoss):
         alpha: Prior of the positive class, or None.
     """
 
-    def __init__(self, ignore_index: int, class_weights: Sequence[float] | None = None,
-                 gamma: float = 2.0, alpha: float | None = None) -> None:
-        super().__init__(mode="multiclass", ignore_index=ignore_index, gamma=gamma, alpha=alpha,
-                         class_weights=_as_list(class_weights))
+    def __init__(
+        self,
+        ignore_index: int,
+        class_weights: Sequence[float] | None = None,
+        gamma: float = 2.0,
+        alpha: float | None = None,
+    ) -> None:
+        super().__init__(
+            mode="multiclass",
+            ignore_index=ignore_index,
+            gamma=gamma,
+            alpha=alpha,
+            class_weights=_as_list(class_weights),
+        )
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         zero = _no_labels(logits, target, self.ignore_index)
@@ -144,20 +177,32 @@ class CEDiceLoss(nn.Module):
         dice_weight: Factor of the Dice term.
     """
 
-    def __init__(self, ignore_index: int, class_weights: Sequence[float] | None = None,
-                 ce_weight: float = 1.0, dice_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        ignore_index: int,
+        class_weights: Sequence[float] | None = None,
+        ce_weight: float = 1.0,
+        dice_weight: float = 1.0,
+    ) -> None:
         super().__init__()
         self.ce = CrossEntropyLoss(ignore_index, class_weights)
         self.dice = DiceLoss(ignore_index, class_weights)
         self.ce_weight, self.dice_weight = ce_weight, dice_weight
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.ce_weight * self.ce(logits, target) + self.dice_weight * self.dice(logits, target)
+        return self.ce_weight * self.ce(logits, target) + self.dice_weight * self.dice(
+            logits, target
+        )
 
 
-def unet_weight_map(mask: np.ndarray, ignore_index: int, class_weights: np.ndarray | None = None,
-                    w0: float = 10.0, sigma: float = 5.0,
-                    background_index: int | None = None) -> np.ndarray:
+def unet_weight_map(
+    mask: np.ndarray,
+    ignore_index: int,
+    class_weights: np.ndarray | None = None,
+    w0: float = 10.0,
+    sigma: float = 5.0,
+    background_index: int | None = None,
+) -> np.ndarray:
     """U-Net's weight map ``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2))``.
 
     Objects are the connected components (8-neighbourhood) of each class's
@@ -194,8 +239,9 @@ def unet_weight_map(mask: np.ndarray, ignore_index: int, class_weights: np.ndarr
             continue
         n, components = cv2.connectedComponents((mask == cls).astype(np.uint8), connectivity=8)
         for k in range(1, n):
-            dist = cv2.distanceTransform((components != k).astype(np.uint8), cv2.DIST_L2,
-                                         cv2.DIST_MASK_PRECISE)
+            dist = cv2.distanceTransform(
+                (components != k).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE
+            )
             d2 = np.minimum(d2, np.maximum(d1, dist))
             d1 = np.minimum(d1, dist)
             count += 1
@@ -221,8 +267,14 @@ class BoundaryWeightedCE(nn.Module):
         background_index: Class treated as background (U-Net's setting), or None.
     """
 
-    def __init__(self, ignore_index: int, class_weights: Sequence[float] | None = None,
-                 w0: float = 10.0, sigma: float = 5.0, background_index: int | None = None) -> None:
+    def __init__(
+        self,
+        ignore_index: int,
+        class_weights: Sequence[float] | None = None,
+        w0: float = 10.0,
+        sigma: float = 5.0,
+        background_index: int | None = None,
+    ) -> None:
         super().__init__()
         self.ignore_index, self.w0, self.sigma = ignore_index, w0, sigma
         self.background_index = background_index
@@ -231,9 +283,12 @@ class BoundaryWeightedCE(nn.Module):
 
     def weight_map(self, target: torch.Tensor) -> torch.Tensor:
         """``(N, H, W)`` weights for a batch of targets."""
-        maps = [unet_weight_map(t, self.ignore_index, self.class_weights, self.w0, self.sigma,
-                                self.background_index)
-                for t in target.detach().cpu().numpy().astype(np.int64)]
+        maps = [
+            unet_weight_map(
+                t, self.ignore_index, self.class_weights, self.w0, self.sigma, self.background_index
+            )
+            for t in target.detach().cpu().numpy().astype(np.int64)
+        ]
         return torch.from_numpy(np.stack(maps)).to(target.device)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -261,6 +316,10 @@ def build_loss(cfg: DictConfig, datamodule, cache_dir: Path | None = None) -> nn
     if OmegaConf.is_config(scheme):
         scheme = OmegaConf.to_container(scheme, resolve=True)
     computed = isinstance(scheme, str) and scheme in SCHEMES and scheme != "none"
-    weights = resolve_class_weights(scheme, datamodule.get_split("train") if computed else None,
-                                    datamodule.num_classes, cache_dir)
+    weights = resolve_class_weights(
+        scheme,
+        datamodule.get_split("train") if computed else None,
+        datamodule.num_classes,
+        cache_dir,
+    )
     return instantiate(cfg, class_weights=weights)

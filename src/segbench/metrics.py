@@ -40,5 +40,10 @@ def scores(confmat: torch.Tensor) -> dict[str, torch.Tensor]:
     union = gt + pred - tp
     iou = torch.where(union > 0, tp / union.clamp(min=1), torch.nan)
     acc = torch.where(gt > 0, tp / gt.clamp(min=1), torch.nan)
-    return {"iou": iou, "miou": iou.nanmean(), "pixel_acc": tp.sum() / confmat.sum().clamp(min=1),
-            "acc": acc, "mean_acc": acc.nanmean()}
+    return {
+        "iou": iou,
+        "miou": iou.nanmean(),
+        "pixel_acc": tp.sum() / confmat.sum().clamp(min=1),
+        "acc": acc,
+        "mean_acc": acc.nanmean(),
+    }

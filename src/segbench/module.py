@@ -32,10 +32,15 @@ class SegmentationModule(L.LightningModule):
             evaluation can rebuild the dataset the network was trained on.
     """
 
-    def __init__(self, net: dict, data: dict, loss: nn.Module,
-                 optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-                 datamodule: dict | None = None) -> None:
+    def __init__(
+        self,
+        net: dict,
+        data: dict,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        datamodule: dict | None = None,
+    ) -> None:
         super().__init__()
         # logger=False: train() logs the whole resolved config; these would overwrite its `data`.
         self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"], logger=False)
@@ -57,8 +62,14 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
         loss = self.loss(logits, target_like(batch["mask"], logits))
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch["image"].shape[0])
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch["image"].shape[0],
+        )
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -97,9 +108,16 @@ class SegmentationModule(L.LightningModule):
     def _log_scores(self, stage: str, confmat: ConfusionMatrix) -> None:
         result = scores(confmat.compute())
         confmat.reset()
-        metrics = {f"{stage}/pixel_acc": result["pixel_acc"], f"{stage}/mean_acc": result["mean_acc"]}
-        metrics.update({f"{stage}/iou_{name}": iou
-                        for name, iou in zip(self.class_names, result["iou"], strict=True)})
+        metrics = {
+            f"{stage}/pixel_acc": result["pixel_acc"],
+            f"{stage}/mean_acc": result["mean_acc"],
+        }
+        metrics.update(
+            {
+                f"{stage}/iou_{name}": iou
+                for name, iou in zip(self.class_names, result["iou"], strict=True)
+            }
+        )
         # The confusion matrix is already reduced across processes.
         self.log_dict({k: v.float() for k, v in metrics.items()}, prog_bar=False, sync_dist=False)
         self.log(f"{stage}/miou", result["miou"].float(), prog_bar=True)
@@ -109,10 +127,13 @@ class SegmentationModule(L.LightningModule):
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
-        scheduler = self.scheduler_factory(optimizer,
-                                           total_iters=self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        scheduler = self.scheduler_factory(
+            optimizer, total_iters=self.trainer.estimated_stepping_batches
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
 
 def target_like(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -123,5 +144,6 @@ def target_like(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """
     if mask.shape[-2:] == logits.shape[-2:]:
         return mask
-    return nn.functional.interpolate(mask[:, None].float(), size=logits.shape[-2:],
-                                     mode="nearest")[:, 0].to(mask.dtype)
+    return nn.functional.interpolate(mask[:, None].float(), size=logits.shape[-2:], mode="nearest")[
+        :, 0
+    ].to(mask.dtype)

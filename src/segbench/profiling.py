@@ -32,14 +32,21 @@ RUNTIMES = ["pytorch", "onnxruntime", "tensorrt"]
 
 def count_params(net: nn.Module) -> dict[str, int]:
     """Total and trainable parameter counts."""
-    return {"total": sum(p.numel() for p in net.parameters()),
-            "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad)}
+    return {
+        "total": sum(p.numel() for p in net.parameters()),
+        "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad),
+    }
 
 
-def pytorch_latency(net: nn.Module, input_size: Sequence[int], batch_sizes: Iterable[int],
-                    devices: Iterable[str] = ("cpu", "cuda"),
-                    precisions: Iterable[str] = ("fp32", "fp16", "bf16"), warmup: int = 3,
-                    runs: int = 20) -> tuple[list[dict], list[dict]]:
+def pytorch_latency(
+    net: nn.Module,
+    input_size: Sequence[int],
+    batch_sizes: Iterable[int],
+    devices: Iterable[str] = ("cpu", "cuda"),
+    precisions: Iterable[str] = ("fp32", "fp16", "bf16"),
+    warmup: int = 3,
+    runs: int = 20,
+) -> tuple[list[dict], list[dict]]:
     """Eager PyTorch latency rows and the combinations skipped (with the reason).
 
     fp16/bf16 run on CUDA only (weights and input cast to the type): on a CPU
@@ -50,14 +57,22 @@ def pytorch_latency(net: nn.Module, input_size: Sequence[int], batch_sizes: Iter
         if device not in ("cpu", "cuda"):
             raise ConfigError("devices", device, "unknown device", allowed=["cpu", "cuda"])
         if device == "cuda" and not torch.cuda.is_available():
-            skipped.append({"runtime": "pytorch", "device_type": "cuda", "reason": "no CUDA device"})
+            skipped.append(
+                {"runtime": "pytorch", "device_type": "cuda", "reason": "no CUDA device"}
+            )
             continue
         for precision in precisions:
             if precision not in DTYPES:
                 raise ConfigError("precisions", precision, "unknown precision", allowed=DTYPES)
             if device == "cpu" and precision != "fp32":
-                skipped.append({"runtime": "pytorch", "device_type": "cpu", "precision": precision,
-                                "reason": "half precision is measured on CUDA only"})
+                skipped.append(
+                    {
+                        "runtime": "pytorch",
+                        "device_type": "cpu",
+                        "precision": precision,
+                        "reason": "half precision is measured on CUDA only",
+                    }
+                )
                 continue
             model = copy.deepcopy(net).eval().to(device=device, dtype=DTYPES[precision])
             sync = torch.cuda.synchronize if device == "cuda" else None
@@ -69,17 +84,31 @@ def pytorch_latency(net: nn.Module, input_size: Sequence[int], batch_sizes: Iter
                         model(x)
 
                 timing = time_callable(run, warmup=warmup, runs=runs, sync=sync)
-                rows.append({"runtime": "pytorch", "precision": precision, "batch": batch,
-                             "input_size": list(input_size), **device_tags(device), **timing,
-                             "fps": 1000.0 * batch / timing["median_ms"]})
-                log.info("pytorch %s %s batch %d: median %.1f ms", device, precision, batch,
-                         timing["median_ms"])
+                rows.append(
+                    {
+                        "runtime": "pytorch",
+                        "precision": precision,
+                        "batch": batch,
+                        "input_size": list(input_size),
+                        **device_tags(device),
+                        **timing,
+                        "fps": 1000.0 * batch / timing["median_ms"],
+                    }
+                )
+                log.info(
+                    "pytorch %s %s batch %d: median %.1f ms",
+                    device,
+                    precision,
+                    batch,
+                    timing["median_ms"],
+                )
             del model
     return rows, skipped
 
 
-def runtime_latency(runtime: str, net: nn.Module, input_size: Sequence[int],
-                    batch_sizes: Sequence[int], **kwargs) -> tuple[list[dict], list[dict]]:
+def runtime_latency(
+    runtime: str, net: nn.Module, input_size: Sequence[int], batch_sizes: Sequence[int], **kwargs
+) -> tuple[list[dict], list[dict]]:
     """Latency rows of ``runtime``: eager PyTorch here, the others from ``segbench.exporting``."""
     if runtime == "pytorch":
         return pytorch_latency(net, input_size, batch_sizes, **kwargs)
@@ -90,15 +119,22 @@ def runtime_latency(runtime: str, net: nn.Module, input_size: Sequence[int],
     except ImportError as err:
         return [], [{"runtime": runtime, "reason": f"segbench.exporting unavailable ({err})"}]
     try:
-        return latency_rows(net, runtime=runtime, input_size=input_size,
-                            batch_sizes=batch_sizes, **kwargs), []
+        return latency_rows(
+            net, runtime=runtime, input_size=input_size, batch_sizes=batch_sizes, **kwargs
+        ), []
     except (ImportError, ConfigError) as err:  # e.g. TensorRT or its GPU missing here
         return [], [{"runtime": runtime, "reason": str(err)}]
 
 
-def profile_network(net: nn.Module, input_size: Sequence[int], batch_size: int = 8,
-                    runtimes: Iterable[str] = ("pytorch",), latency: bool = True,
-                    budget: Mapping | None = None, **latency_kwargs) -> dict:
+def profile_network(
+    net: nn.Module,
+    input_size: Sequence[int],
+    batch_size: int = 8,
+    runtimes: Iterable[str] = ("pytorch",),
+    latency: bool = True,
+    budget: Mapping | None = None,
+    **latency_kwargs,
+) -> dict:
     """Params, FLOPs (batch 1), latency rows and budget verdicts of ``net`` at ``input_size``.
 
     Args:
@@ -117,10 +153,16 @@ def profile_network(net: nn.Module, input_size: Sequence[int], batch_size: int =
     result = {
         "input_size": input_size,
         "params": count_params(net),
-        "flops": {"gmacs": flops["gmacs"], "gflops": flops["gflops"], "batch": 1,
-                  "input_size": input_size, "counter": "torch.utils.flop_counter",
-                  "convention": "1 MAC = 2 FLOPs; GOP/frame = GFLOPs"},
-        "latency": [], "skipped": [],
+        "flops": {
+            "gmacs": flops["gmacs"],
+            "gflops": flops["gflops"],
+            "batch": 1,
+            "input_size": input_size,
+            "counter": "torch.utils.flop_counter",
+            "convention": "1 MAC = 2 FLOPs; GOP/frame = GFLOPs",
+        },
+        "latency": [],
+        "skipped": [],
     }
     if latency:
         batches = sorted({1, int(batch_size)})
@@ -129,15 +171,23 @@ def profile_network(net: nn.Module, input_size: Sequence[int], batch_size: int =
             result["latency"] += rows
             result["skipped"] += skipped
     if budget:
-        budget = OmegaConf.to_container(budget, resolve=True) if isinstance(budget, DictConfig) \
+        budget = (
+            OmegaConf.to_container(budget, resolve=True)
+            if isinstance(budget, DictConfig)
             else dict(budget)
+        )
         gop = {None: flops["gflops"]}
         for scenario in budget["scenarios"].values():
             res = scenario.get("resolution")
             if res and tuple(res) not in gop:
                 gop[tuple(res)] = count_flops(net, tuple(res))["gflops"]
-        result["budget"] = check_budget(gop, budget["devices"], budget["scenarios"],
-                                        budget.get("utilization"), result["latency"])
+        result["budget"] = check_budget(
+            gop,
+            budget["devices"],
+            budget["scenarios"],
+            budget.get("utilization"),
+            result["latency"],
+        )
     return result
 
 
@@ -157,12 +207,25 @@ def profile(cfg: DictConfig) -> dict:
         net, default_size = build_network(net_config), cfg.data.image_size
     input_size = list(cfg.get("input_size") or default_size)
     if len(input_size) != 2 or min(input_size) < getattr(net, "min_size", 1):
-        raise ConfigError("input_size", input_size, "must be [H, W], each >= 32",
-                          fix="e.g. input_size=[360,480]")
-    result = {"model": net_config, "ckpt_path": cfg.get("ckpt_path"),
-              **profile_network(net, input_size, cfg.batch_size, cfg.runtimes, cfg.latency,
-                                cfg.get("budget"), devices=cfg.devices,
-                                precisions=cfg.precisions, warmup=cfg.warmup, runs=cfg.runs)}
+        raise ConfigError(
+            "input_size", input_size, "must be [H, W], each >= 32", fix="e.g. input_size=[360,480]"
+        )
+    result = {
+        "model": net_config,
+        "ckpt_path": cfg.get("ckpt_path"),
+        **profile_network(
+            net,
+            input_size,
+            cfg.batch_size,
+            cfg.runtimes,
+            cfg.latency,
+            cfg.get("budget"),
+            devices=cfg.devices,
+            precisions=cfg.precisions,
+            warmup=cfg.warmup,
+            runs=cfg.runs,
+        ),
+    }
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "profile.json").write_text(json.dumps(result, indent=2))
@@ -172,9 +235,17 @@ def profile(cfg: DictConfig) -> dict:
 
 def profile_trained(net: nn.Module, cfg: DictConfig, path: Path) -> dict:
     """Profiles a just-trained network at its dataset's size into ``path`` (train's ``profile``)."""
-    result = {"model": OmegaConf.to_container(cfg.model, resolve=True),
-              **profile_network(net, cfg.data.image_size, cfg.data.batch_size,
-                                budget=cfg.get("budget"), warmup=2, runs=10)}
+    result = {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        **profile_network(
+            net,
+            cfg.data.image_size,
+            cfg.data.batch_size,
+            budget=cfg.get("budget"),
+            warmup=2,
+            runs=10,
+        ),
+    }
     path.write_text(json.dumps(result, indent=2))
     log.info("profile -> %s", path)
     return result
@@ -183,21 +254,30 @@ def profile_trained(net: nn.Module, cfg: DictConfig, path: Path) -> dict:
 def summary(result: dict) -> str:
     """A few lines for the terminal."""
     flops = result["flops"]
-    lines = [f"input {flops['input_size'][0]}x{flops['input_size'][1]}: "
-             f"params {result['params']['total'] / 1e6:.2f} M "
-             f"({result['params']['trainable'] / 1e6:.2f} M trainable), "
-             f"{flops['gmacs']:.2f} GMACs = {flops['gflops']:.2f} GFLOPs per frame"]
+    lines = [
+        f"input {flops['input_size'][0]}x{flops['input_size'][1]}: "
+        f"params {result['params']['total'] / 1e6:.2f} M "
+        f"({result['params']['trainable'] / 1e6:.2f} M trainable), "
+        f"{flops['gmacs']:.2f} GMACs = {flops['gflops']:.2f} GFLOPs per frame"
+    ]
     for r in result["latency"]:
-        lines.append(f"  {r['runtime']:<11} {r['device_type']:<4} {r['precision']:<5} batch "
-                     f"{r['batch']:<3} median {r['median_ms']:8.1f} ms  p90 {r['p90_ms']:8.1f} ms"
-                     f"  ({r['device']}, {r['threads']} threads)")
+        lines.append(
+            f"  {r['runtime']:<11} {r['device_type']:<4} {r['precision']:<5} batch "
+            f"{r['batch']:<3} median {r['median_ms']:8.1f} ms  p90 {r['p90_ms']:8.1f} ms"
+            f"  ({r['device']}, {r['threads']} threads)"
+        )
     for r in result.get("budget", []):
         verdict = "fits" if r["fits"] else "does not fit"
-        measured = (f"; measured {r['measured_fps']:.1f} fps vs {r['required_fps']} needed"
-                    if "measured_fps" in r else "")
-        lines.append(f"  {r['scenario']:<8} {r['device']:<17} {r['precision']:<11} budget "
-                     f"{r['budget_gop']:8.1f} GOP/frame: {verdict} "
-                     f"(headroom {r['headroom_pct']:+.0f}%){measured}")
+        measured = (
+            f"; measured {r['measured_fps']:.1f} fps vs {r['required_fps']} needed"
+            if "measured_fps" in r
+            else ""
+        )
+        lines.append(
+            f"  {r['scenario']:<8} {r['device']:<17} {r['precision']:<11} budget "
+            f"{r['budget_gop']:8.1f} GOP/frame: {verdict} "
+            f"(headroom {r['headroom_pct']:+.0f}%){measured}"
+        )
     return "\n".join(lines)
 
 

@@ -26,27 +26,39 @@ log = logging.getLogger(__name__)
 
 RUN_FILES = ("metrics.json", "status.json")
 #: Budget columns the Markdown table shows by default: the DRIVE PX 2 targets of NUMBERS.md, urban.
-DEFAULT_BUDGET = [("urban", "drive_px2_igpu", "fp32"), ("urban", "drive_px2_igpu", "fp16"),
-                  ("urban", "drive_px2_dgpu", "fp32"), ("urban", "drive_px2_dgpu", "int8")]
+DEFAULT_BUDGET = [
+    ("urban", "drive_px2_igpu", "fp32"),
+    ("urban", "drive_px2_igpu", "fp16"),
+    ("urban", "drive_px2_dgpu", "fp32"),
+    ("urban", "drive_px2_dgpu", "int8"),
+]
 
 
 def find_runs(runs_dir: Path) -> list[Path]:
     """Run directories under ``runs_dir`` (any depth): those with metrics.json or status.json."""
-    found = {p.parent for name in RUN_FILES for p in Path(runs_dir).rglob(name)
-             if not any(part.startswith(".") or part == "wandb" for part in p.parent.parts[-3:])}
+    found = {
+        p.parent
+        for name in RUN_FILES
+        for p in Path(runs_dir).rglob(name)
+        if not any(part.startswith(".") or part == "wandb" for part in p.parent.parts[-3:])
+    }
     return sorted(found)
 
 
 def read_run(run_dir: Path, runs_dir: Path) -> dict:
     """One table row: identity, status, accuracy, cost, latency per runtime, budget verdicts."""
-    files = {name: _read_json(run_dir / f"{name}.json")
-             for name in ("metrics", "eval", "profile", "export", "status")}
+    files = {
+        name: _read_json(run_dir / f"{name}.json")
+        for name in ("metrics", "eval", "profile", "export", "status")
+    }
     config = _read_yaml(run_dir / "config.yaml")
     status = files["status"] or {}
     metrics, evaluation, prof = files["metrics"] or {}, files["eval"] or {}, files["profile"] or {}
-    row = {"run": str(run_dir.relative_to(runs_dir)) if run_dir != runs_dir else run_dir.name,
-           "status": status.get("status") or ("ok" if metrics else "incomplete"),
-           "reason": status.get("reason", "" if metrics else "no metrics.json")}
+    row = {
+        "run": str(run_dir.relative_to(runs_dir)) if run_dir != runs_dir else run_dir.name,
+        "status": status.get("status") or ("ok" if metrics else "incomplete"),
+        "reason": status.get("reason", "" if metrics else "no metrics.json"),
+    }
     row.update(_identity(config, status.get("overrides") or []))
     if prof.get("input_size"):
         row["resolution"] = "x".join(map(str, prof["input_size"]))
@@ -129,50 +141,104 @@ def collect(runs_dir: Path) -> list[dict]:
     runs_dir = Path(runs_dir)
     rows = [read_run(d, runs_dir) for d in find_runs(runs_dir)]
     if not rows:
-        raise DataError(runs_dir, "no run directories (metrics.json or status.json) found",
-                        fix="pass a train runs/ or multiruns/ folder of segbench runs")
+        raise DataError(
+            runs_dir,
+            "no run directories (metrics.json or status.json) found",
+            fix="pass a train runs/ or multiruns/ folder of segbench runs",
+        )
     return sorted(rows, key=lambda r: (r["status"] != "ok", -(r["miou"] or -1.0), r["run"]))
 
 
 def columns_of(rows: list[dict]) -> list[str]:
     """Every column, in a stable, readable order."""
-    head = ["run", "status", "reason", "model", "backbone", "width", "init", "data", "resolution",
-            "miou", "val_miou", "eval_miou", "eval_split", "params_m", "gflops", "epochs",
-            "train_time_s"]
-    rest = sorted({k for r in rows for k in r} - set(head),
-                  key=lambda k: (not k.startswith("iou_"), not k.startswith("ms "), k))
+    head = [
+        "run",
+        "status",
+        "reason",
+        "model",
+        "backbone",
+        "width",
+        "init",
+        "data",
+        "resolution",
+        "miou",
+        "val_miou",
+        "eval_miou",
+        "eval_split",
+        "params_m",
+        "gflops",
+        "epochs",
+        "train_time_s",
+    ]
+    rest = sorted(
+        {k for r in rows for k in r} - set(head),
+        key=lambda k: (not k.startswith("iou_"), not k.startswith("ms "), k),
+    )
     return head + rest
 
 
-def markdown(rows: list[dict], classes: Sequence[str] = (),
-             budget: Sequence[tuple[str, str, str]] = tuple(DEFAULT_BUDGET)) -> str:
+def markdown(
+    rows: list[dict],
+    classes: Sequence[str] = (),
+    budget: Sequence[tuple[str, str, str]] = tuple(DEFAULT_BUDGET),
+) -> str:
     """The comparison table: identity, mIoU, chosen classes, cost, batch-1 latency, budgets."""
     latency = sorted({k for r in rows for k in r if k.startswith("ms ") and k.endswith(" b1")})
     budget_cols = [budget_key(*b) for b in budget if any(budget_key(*b) in r for r in rows)]
-    cols = (["model", "backbone", "width", "init", "data", "resolution", "mIoU"]
-            + [f"IoU {c}" for c in classes] + ["params M", "GFLOPs", "train s"]
-            + [k.removesuffix(" b1") for k in latency] + budget_cols + ["status"])
-    lines = ["| " + " | ".join(cols) + " |",
-             "|" + "|".join("---:" if c in ("mIoU", "params M", "GFLOPs", "train s") or c.startswith(("IoU", "ms"))
-                            else "---" for c in cols) + "|"]
+    cols = (
+        ["model", "backbone", "width", "init", "data", "resolution", "mIoU"]
+        + [f"IoU {c}" for c in classes]
+        + ["params M", "GFLOPs", "train s"]
+        + [k.removesuffix(" b1") for k in latency]
+        + budget_cols
+        + ["status"]
+    )
+    lines = [
+        "| " + " | ".join(cols) + " |",
+        "|"
+        + "|".join(
+            "---:"
+            if c in ("mIoU", "params M", "GFLOPs", "train s") or c.startswith(("IoU", "ms"))
+            else "---"
+            for c in cols
+        )
+        + "|",
+    ]
     for r in rows:
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {_one_line(r['reason'])}"
-        cells = ([r["model"], r["backbone"], r["width"], r["init"], r["data"], r["resolution"],
-                  _pct(r["miou"])] + [_pct(r.get(f"iou_{c}")) for c in classes]
-                 + [_num(r["params_m"], 2), _num(r["gflops"], 2), _num(r["train_time_s"], 0)]
-                 + [_num(r.get(k), 1) for k in latency] + [r.get(k, "–") for k in budget_cols]
-                 + [status])
+        cells = (
+            [
+                r["model"],
+                r["backbone"],
+                r["width"],
+                r["init"],
+                r["data"],
+                r["resolution"],
+                _pct(r["miou"]),
+            ]
+            + [_pct(r.get(f"iou_{c}")) for c in classes]
+            + [_num(r["params_m"], 2), _num(r["gflops"], 2), _num(r["train_time_s"], 0)]
+            + [_num(r.get(k), 1) for k in latency]
+            + [r.get(k, "–") for k in budget_cols]
+            + [status]
+        )
         lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
-    notes = ["", "mIoU: evaluate.py's score where the run has eval.json, else the best "
-             "val/miou of training (%). GFLOPs: one frame at the run's resolution "
-             "(1 MAC = 2 FLOPs). Latency: median ms at batch 1 per runtime, device, precision. "
-             "Budget: GOP/frame x cameras x fps vs the device's GOP/s (headroom %)."]
+    notes = [
+        "",
+        "mIoU: evaluate.py's score where the run has eval.json, else the best "
+        "val/miou of training (%). GFLOPs: one frame at the run's resolution "
+        "(1 MAC = 2 FLOPs). Latency: median ms at batch 1 per runtime, device, precision. "
+        "Budget: GOP/frame x cameras x fps vs the device's GOP/s (headroom %).",
+    ]
     return "\n".join(lines + notes) + "\n"
 
 
 def _pct(value) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) \
+    return (
+        "–"
+        if value is None or (isinstance(value, float) and math.isnan(value))
         else f"{100 * value:.2f}"
+    )
 
 
 def _num(value, digits: int) -> str:
@@ -209,15 +275,22 @@ def plot_pareto(rows: list[dict], path: Path) -> Path | None:
     front = pareto_front(points)
     sizes = [30 + 12 * (r["params_m"] or 0) for r in ok]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter(*zip(*points, strict=True), s=sizes, alpha=0.6,
-               c=["tab:red" if i in front else "tab:blue" for i in range(len(ok))])
+    ax.scatter(
+        *zip(*points, strict=True),
+        s=sizes,
+        alpha=0.6,
+        c=["tab:red" if i in front else "tab:blue" for i in range(len(ok))],
+    )
     fx, fy = zip(*sorted(points[i] for i in front), strict=True)
     ax.step(fx, fy, where="post", color="tab:red", lw=1, label="Pareto front")
     for r, (x, y) in zip(ok, points, strict=True):
         label = f"{r['model']} {r['backbone']}{'' if r['width'] in ('', None) else ' ' + str(r['width'])}"
         ax.annotate(label, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("latency, ms (PyTorch, CPU, fp32, batch 1)" if x_key.startswith("ms")
-                  else "GFLOPs per frame")
+    ax.set_xlabel(
+        "latency, ms (PyTorch, CPU, fp32, batch 1)"
+        if x_key.startswith("ms")
+        else "GFLOPs per frame"
+    )
     ax.set_ylabel("mIoU, %")
     ax.set_title("accuracy vs cost (point area ~ parameters)")
     ax.legend(loc="lower right", fontsize=8)
@@ -243,16 +316,21 @@ def write_report(runs_dir: Path, out_dir: Path | None = None) -> dict[str, Path]
     return build_report(Path(runs_dir), Path(out_dir) if out_dir else None)
 
 
-def build_report(runs_dir: Path, out_dir: Path | None = None, classes: Sequence[str] = (),
-                 budget: Sequence[tuple[str, str, str]] = tuple(DEFAULT_BUDGET)) -> dict[str, Path]:
+def build_report(
+    runs_dir: Path,
+    out_dir: Path | None = None,
+    classes: Sequence[str] = (),
+    budget: Sequence[tuple[str, str, str]] = tuple(DEFAULT_BUDGET),
+) -> dict[str, Path]:
     """:func:`write_report` with the Markdown table's class and budget columns chosen."""
     out_dir = out_dir or runs_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = collect(runs_dir)
     cols = columns_of(rows)
     files = {"md": out_dir / "comparison.md", "csv": out_dir / "comparison.csv"}
-    files["md"].write_text(f"# Architecture comparison: {runs_dir}\n\n"
-                           + markdown(rows, classes, budget))
+    files["md"].write_text(
+        f"# Architecture comparison: {runs_dir}\n\n" + markdown(rows, classes, budget)
+    )
     with files["csv"].open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=cols, restval="")
         writer.writeheader()
@@ -269,8 +347,9 @@ def _log_wandb(rows: list[dict], cols: list[str]) -> None:
     wandb = sys.modules.get("wandb")  # no W&B run can be active if wandb was never imported
     if wandb is None or wandb.run is None:
         return
-    data = [[r.get(c) if not isinstance(r.get(c), list) else str(r.get(c)) for c in cols]
-            for r in rows]
+    data = [
+        [r.get(c) if not isinstance(r.get(c), list) else str(r.get(c)) for c in cols] for r in rows
+    ]
     wandb.run.log({"comparison": wandb.Table(columns=cols, data=data)})
 
 
@@ -279,8 +358,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs_dir", type=Path, help="runs or multirun folder")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: runs_dir)")
     parser.add_argument("--classes", default="", help="comma-separated classes whose IoU to show")
-    parser.add_argument("--budget", nargs="*", default=None, metavar="SCENARIO:DEVICE:PRECISION",
-                        help="budget columns of the Markdown table (default: urban on DRIVE PX 2)")
+    parser.add_argument(
+        "--budget",
+        nargs="*",
+        default=None,
+        metavar="SCENARIO:DEVICE:PRECISION",
+        help="budget columns of the Markdown table (default: urban on DRIVE PX 2)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     budget = DEFAULT_BUDGET if args.budget is None else [tuple(b.split(":")) for b in args.budget]

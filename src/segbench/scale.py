@@ -74,5 +74,9 @@ class ChannelsLast(L.Callback):
 
 
 def _to_channels_last(module: torch.nn.Module, args: tuple) -> tuple:
-    return tuple(a.contiguous(memory_format=torch.channels_last)
-                 if isinstance(a, torch.Tensor) and a.ndim == 4 else a for a in args)
+    return tuple(
+        a.contiguous(memory_format=torch.channels_last)
+        if isinstance(a, torch.Tensor) and a.ndim == 4
+        else a
+        for a in args
+    )

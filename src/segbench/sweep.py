@@ -36,8 +36,9 @@ STATUS_FILE = "status.json"
 STATUSES = ("ok", "failed", "skipped")
 
 
-def write_status(run_dir: str | Path, status: str, reason: str = "",
-                 overrides: list[str] | None = None) -> Path:
+def write_status(
+    run_dir: str | Path, status: str, reason: str = "", overrides: list[str] | None = None
+) -> Path:
     """Writes ``<run_dir>/status.json`` atomically (only on the global-zero process)."""
     if status not in STATUSES:
         raise ValueError(f"status={status!r}: allowed: {', '.join(STATUSES)}")
@@ -46,8 +47,11 @@ def write_status(run_dir: str | Path, status: str, reason: str = "",
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"status": status, "reason": reason,
-                               "overrides": list(overrides or [])}, indent=2))
+    tmp.write_text(
+        json.dumps(
+            {"status": status, "reason": reason, "overrides": list(overrides or [])}, indent=2
+        )
+    )
     os.replace(tmp, path)
     return path
 
@@ -83,8 +87,13 @@ def run_job(cfg: DictConfig, task: Callable[[DictConfig], dict]) -> float | None
     overrides, multirun = _job_overrides(), _is_multirun()
     resume = cfg.get("resume")
     if resume not in (None, "auto", "never"):
-        raise ConfigError("resume", resume, "unknown resume mode", allowed=["auto", "never", "null"],
-                          fix="resume=auto continues the run in the run dir; resume=null starts over")
+        raise ConfigError(
+            "resume",
+            resume,
+            "unknown resume mode",
+            allowed=["auto", "never", "null"],
+            fix="resume=auto continues the run in the run dir; resume=null starts over",
+        )
     if resume == "auto" and (done := finished_metrics(out)) is not None:
         log.info("already finished, not redone (resume=auto): %s", out)
         return done.get("best_val_miou")
@@ -124,7 +133,10 @@ def summarize(sweep_dir: str | Path) -> dict:
     sweep_dir = Path(sweep_dir)
     runs = []
     for path in sorted(sweep_dir.rglob(STATUS_FILE)):
-        status = read_status(path.parent) or {"status": "failed", "reason": "unreadable status.json"}
+        status = read_status(path.parent) or {
+            "status": "failed",
+            "reason": "unreadable status.json",
+        }
         runs.append({"dir": str(path.parent.relative_to(sweep_dir)), **status})
     counts = {s: sum(r["status"] == s for r in runs) for s in STATUSES}
     return {"counts": counts, "runs": runs}
@@ -154,16 +166,22 @@ class SweepCallback(_HydraCallback):
         out = Path(config.hydra.runtime.output_dir)
         if job_return.status == JobStatus.FAILED and read_status(out) is None:
             err = job_return._return_value
-            write_status(out, "failed", f"{type(err).__name__}: {err}",
-                         list(config.hydra.overrides.task))
+            write_status(
+                out, "failed", f"{type(err).__name__}: {err}", list(config.hydra.overrides.task)
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         summary = summarize(sweep_dir)
         (sweep_dir / "sweep_status.json").write_text(json.dumps(summary, indent=2))
         counts = summary["counts"]
-        log.info("sweep %s: %d ok, %d failed, %d skipped", sweep_dir, counts["ok"],
-                 counts["failed"], counts["skipped"])
+        log.info(
+            "sweep %s: %d ok, %d failed, %d skipped",
+            sweep_dir,
+            counts["ok"],
+            counts["failed"],
+            counts["skipped"],
+        )
         for run in summary["runs"]:
             if run["status"] != "ok":
                 log.info("  %s %s: %s", run["status"], run["dir"], run["reason"].splitlines()[0])
@@ -171,8 +189,10 @@ class SweepCallback(_HydraCallback):
             self._write_report(sweep_dir)
         if not counts["ok"]:
             # SystemExit passes through Hydra's error handler: the exit code reaches the shell.
-            raise SystemExit(f"error: no run of the sweep succeeded ({counts['failed']} failed, "
-                             f"{counts['skipped']} skipped); see {sweep_dir / 'sweep_status.json'}")
+            raise SystemExit(
+                f"error: no run of the sweep succeeded ({counts['failed']} failed, "
+                f"{counts['skipped']} skipped); see {sweep_dir / 'sweep_status.json'}"
+            )
 
     @staticmethod
     def _write_report(sweep_dir: Path) -> None:

@@ -59,8 +59,9 @@ def train(cfg: DictConfig) -> dict:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     check_monitor(cfg, module)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                     plugins=[AtomicCheckpointIO()])
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -74,9 +75,13 @@ def train(cfg: DictConfig) -> dict:
     metrics_file = out / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     if metrics:
-        log.info("best val/miou %.4f at epoch %s; checkpoint %s; metrics %s",
-                 metrics.get("best_val_miou") or float("nan"), metrics.get("best_epoch"),
-                 metrics.get("best_checkpoint"), metrics_file)
+        log.info(
+            "best val/miou %.4f at epoch %s; checkpoint %s; metrics %s",
+            metrics.get("best_val_miou") or float("nan"),
+            metrics.get("best_epoch"),
+            metrics.get("best_checkpoint"),
+            metrics_file,
+        )
     return metrics
 
 
@@ -88,5 +93,6 @@ def check_monitor(cfg: DictConfig, module: SegmentationModule) -> None:
     logged = ["val/loss", "val/miou", "val/pixel_acc", "val/mean_acc", "train/loss"]
     logged += [f"val/iou_{name}" for name in module.class_names]
     if monitor not in logged:
-        raise ConfigError("callbacks.model_checkpoint.monitor", monitor, "is not a logged metric",
-                          allowed=logged)
+        raise ConfigError(
+            "callbacks.model_checkpoint.monitor", monitor, "is not a logged metric", allowed=logged
+        )

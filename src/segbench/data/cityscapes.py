@@ -41,11 +41,13 @@ LABEL_TO_TRAIN_ID: np.ndarray = _label_lut()
 #: train id -> label id, for predictions written the way the official evaluation reads them.
 TRAIN_ID_TO_LABEL_ID: np.ndarray = np.array([lb.id for lb in _evaluated()], dtype=np.uint8)
 #: The 7 categories, in categoryId order (categoryId 0 = void is left out).
-CATEGORIES: list[str] = [name for _, name in sorted({(lb.categoryId, lb.category)
-                                                     for lb in _evaluated()})]
+CATEGORIES: list[str] = [
+    name for _, name in sorted({(lb.categoryId, lb.category) for lb in _evaluated()})
+]
 #: train id -> category index (0..6).
-CATEGORY_OF_TRAIN_ID: np.ndarray = np.array([lb.categoryId - 1 for lb in _evaluated()],
-                                            dtype=np.uint8)
+CATEGORY_OF_TRAIN_ID: np.ndarray = np.array(
+    [lb.categoryId - 1 for lb in _evaluated()], dtype=np.uint8
+)
 
 
 def to_label_ids(train_ids: np.ndarray) -> np.ndarray:
@@ -75,13 +77,22 @@ class Cityscapes(SegmentationDataset):
     source = "https://www.cityscapes-dataset.com/downloads/ (leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip)"
     label_map = LABEL_TO_TRAIN_ID
 
-    def __init__(self, root: str | Path, split: str, num_classes: int = 19,
-                 ignore_index: int = IGNORE, transform=None, on_bad_sample: str = "error") -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        num_classes: int = 19,
+        ignore_index: int = IGNORE,
+        transform=None,
+        on_bad_sample: str = "error",
+    ) -> None:
         super().__init__(root, split, num_classes, ignore_index, transform, on_bad_sample)
 
     def layout(self) -> str:
-        return (f"{self.root}/leftImg8bit/{{train,val,test}}/<city>/<city>_<seq>_<frame>{IMAGE_SUFFIX} "
-                f"with {self.root}/gtFine/<split>/<city>/<city>_<seq>_<frame>{LABEL_SUFFIX}")
+        return (
+            f"{self.root}/leftImg8bit/{{train,val,test}}/<city>/<city>_<seq>_<frame>{IMAGE_SUFFIX} "
+            f"with {self.root}/gtFine/<split>/<city>/<city>_<seq>_<frame>{LABEL_SUFFIX}"
+        )
 
     def check_root(self) -> None:
         super().check_root()
@@ -100,6 +111,11 @@ class Cityscapes(SegmentationDataset):
             return [Sample(p, None) for p in images]
         label_dir = self.root / "gtFine" / self.split
         labels = sorted(label_dir.glob(f"*/*{LABEL_SUFFIX}"))
-        return pair_by_stem(self, images, labels, label_dir,
-                            mask_stem=lambda p: f"{p.parent.name}/{p.name[:-len(LABEL_SUFFIX)]}",
-                            image_stem=lambda p: f"{p.parent.name}/{p.name[:-len(IMAGE_SUFFIX)]}")
+        return pair_by_stem(
+            self,
+            images,
+            labels,
+            label_dir,
+            mask_stem=lambda p: f"{p.parent.name}/{p.name[: -len(LABEL_SUFFIX)]}",
+            image_stem=lambda p: f"{p.parent.name}/{p.name[: -len(IMAGE_SUFFIX)]}",
+        )

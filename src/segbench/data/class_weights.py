@@ -48,15 +48,26 @@ def label_counts(dataset: SegmentationDataset) -> tuple[np.ndarray, np.ndarray]:
     return counts, image_pixels
 
 
-def cached_label_counts(dataset: SegmentationDataset, cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+def cached_label_counts(
+    dataset: SegmentationDataset, cache_dir: Path | None
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`label_counts`, read from ``cache_dir`` when the split's files are unchanged."""
     if cache_dir is None:
         return label_counts(dataset)
     stats = [(str(s.mask), *_stat(s.mask)) for s in dataset.samples if s.mask is not None]
-    key = json.dumps([type(dataset).__name__, str(dataset.root.resolve()), dataset.split,
-                      dataset.num_classes, dataset.ignore_index,
-                      getattr(dataset, "mode", None), getattr(dataset, "height", None),
-                      getattr(dataset, "width", None), stats])
+    key = json.dumps(
+        [
+            type(dataset).__name__,
+            str(dataset.root.resolve()),
+            dataset.split,
+            dataset.num_classes,
+            dataset.ignore_index,
+            getattr(dataset, "mode", None),
+            getattr(dataset, "height", None),
+            getattr(dataset, "width", None),
+            stats,
+        ]
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"{type(dataset).__name__.lower()}-{dataset.split}-{digest}.json"
     if path.is_file():
@@ -91,8 +102,12 @@ def enet_weights(counts: np.ndarray, c: float = 1.02) -> np.ndarray:
     return 1.0 / np.log(c + counts / max(int(counts.sum()), 1))
 
 
-def class_weights(scheme: str | Sequence[float] | None, dataset: SegmentationDataset | None,
-                  num_classes: int, cache_dir: Path | None = None) -> list[float] | None:
+def class_weights(
+    scheme: str | Sequence[float] | None,
+    dataset: SegmentationDataset | None,
+    num_classes: int,
+    cache_dir: Path | None = None,
+) -> list[float] | None:
     """Resolves ``loss.class_weights`` to one weight per class, or None.
 
     Args:
@@ -106,16 +121,32 @@ def class_weights(scheme: str | Sequence[float] | None, dataset: SegmentationDat
     if not isinstance(scheme, str):
         weights = [float(w) for w in scheme]
         if len(weights) != num_classes or min(weights) < 0:
-            raise ConfigError("loss.class_weights", weights,
-                              f"need {num_classes} non-negative weights, one per class",
-                              fix="give one weight per class, or a scheme: " + ", ".join(SCHEMES))
+            raise ConfigError(
+                "loss.class_weights",
+                weights,
+                f"need {num_classes} non-negative weights, one per class",
+                fix="give one weight per class, or a scheme: " + ", ".join(SCHEMES),
+            )
         return weights
     if scheme not in SCHEMES:
-        raise ConfigError("loss.class_weights", scheme, "unknown weighting scheme",
-                          allowed=SCHEMES, fix="or give a list with one weight per class")
+        raise ConfigError(
+            "loss.class_weights",
+            scheme,
+            "unknown weighting scheme",
+            allowed=SCHEMES,
+            fix="or give a list with one weight per class",
+        )
     counts, image_pixels = cached_label_counts(dataset, cache_dir)
-    weights = (median_frequency_weights(counts, image_pixels) if scheme == "median_freq"
-               else enet_weights(counts))
-    log.info("class weights (%s) from %s/%s: %s", scheme, dataset.root, dataset.split,
-             np.round(weights, 4).tolist())
+    weights = (
+        median_frequency_weights(counts, image_pixels)
+        if scheme == "median_freq"
+        else enet_weights(counts)
+    )
+    log.info(
+        "class weights (%s) from %s/%s: %s",
+        scheme,
+        dataset.root,
+        dataset.split,
+        np.round(weights, 4).tolist(),
+    )
     return weights.tolist()

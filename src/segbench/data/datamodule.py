@@ -44,33 +44,65 @@ class SegmentationDataModule(L.LightningDataModule):
             mistyped ``data.mode`` is refused by name.
     """
 
-    def __init__(self, root: str, dataset: Callable[..., SegmentationDataset], num_classes: int,
-                 ignore_index: int, class_names: Sequence[str],
-                 colors: Sequence[Sequence[int]] | None, mean: Sequence[float], std: Sequence[float],
-                 image_size: Sequence[int], batch_size: int = 8, num_workers: int = 0,
-                 pin_memory: bool = False, augment: Sequence = (), on_bad_sample: str = "error",
-                 mode: str | None = None, modes: dict | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        dataset: Callable[..., SegmentationDataset],
+        num_classes: int,
+        ignore_index: int,
+        class_names: Sequence[str],
+        colors: Sequence[Sequence[int]] | None,
+        mean: Sequence[float],
+        std: Sequence[float],
+        image_size: Sequence[int],
+        batch_size: int = 8,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        augment: Sequence = (),
+        on_bad_sample: str = "error",
+        mode: str | None = None,
+        modes: dict | None = None,
+    ) -> None:
         super().__init__()
         if modes is not None and mode not in modes:
-            raise ConfigError("data.mode", mode, "this dataset has no such mode", allowed=modes,
-                              fix=f"pick one, e.g. data.mode={next(iter(modes))}")
+            raise ConfigError(
+                "data.mode",
+                mode,
+                "this dataset has no such mode",
+                allowed=modes,
+                fix=f"pick one, e.g. data.mode={next(iter(modes))}",
+            )
         if on_bad_sample not in ON_BAD_SAMPLE:
-            raise ConfigError("data.on_bad_sample", on_bad_sample, "unknown policy",
-                              allowed=ON_BAD_SAMPLE, fix="use error (stop) or skip (log and leave out)")
+            raise ConfigError(
+                "data.on_bad_sample",
+                on_bad_sample,
+                "unknown policy",
+                allowed=ON_BAD_SAMPLE,
+                fix="use error (stop) or skip (log and leave out)",
+            )
         if colors is None:  # bring-your-own data: a fixed, distinguishable palette
             colors = default_palette(len(class_names))
         if len(class_names) != num_classes:
-            raise ConfigError("data.class_names", list(class_names),
-                              f"{len(class_names)} names for data.num_classes={num_classes}",
-                              fix="give one name per class")
+            raise ConfigError(
+                "data.class_names",
+                list(class_names),
+                f"{len(class_names)} names for data.num_classes={num_classes}",
+                fix="give one name per class",
+            )
         if len(colors) != num_classes:
-            raise ConfigError("data.colors", len(colors),
-                              f"{len(colors)} colours for data.num_classes={num_classes}",
-                              fix="give one RGB colour per class")
+            raise ConfigError(
+                "data.colors",
+                len(colors),
+                f"{len(colors)} colours for data.num_classes={num_classes}",
+                fix="give one RGB colour per class",
+            )
         if 0 <= ignore_index < num_classes:
-            raise ConfigError("data.ignore_index", ignore_index,
-                              f"is a class id (classes are 0..{num_classes - 1})",
-                              fix="use a value outside the class ids, e.g. 255")
+            raise ConfigError(
+                "data.ignore_index",
+                ignore_index,
+                f"is a class id (classes are 0..{num_classes - 1})",
+                fix="use a value outside the class ids, e.g. 255",
+            )
         self.root, self.dataset = root, dataset
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.class_names, self.colors = list(class_names), [list(c) for c in colors]
@@ -83,9 +115,15 @@ class SegmentationDataModule(L.LightningDataModule):
     @property
     def meta(self) -> dict:
         """The dataset facts a checkpoint keeps so evaluation and export can reuse them."""
-        return {"num_classes": self.num_classes, "ignore_index": self.ignore_index,
-                "class_names": self.class_names, "colors": self.colors, "mean": self.mean,
-                "std": self.std, "image_size": self.image_size}
+        return {
+            "num_classes": self.num_classes,
+            "ignore_index": self.ignore_index,
+            "class_names": self.class_names,
+            "colors": self.colors,
+            "mean": self.mean,
+            "std": self.std,
+            "image_size": self.image_size,
+        }
 
     def get_split(self, split: str) -> SegmentationDataset:
         """The dataset of ``split`` (built once; training augments, other splits do not)."""
@@ -93,11 +131,20 @@ class SegmentationDataModule(L.LightningDataModule):
             augment = self.augment if split == "train" else ()
             extra = {} if self.mode is None else {"mode": self.mode}
             self.splits[split] = self.dataset(
-                root=self.root, split=split, num_classes=self.num_classes, ignore_index=self.ignore_index,
+                root=self.root,
+                split=split,
+                num_classes=self.num_classes,
+                ignore_index=self.ignore_index,
                 transform=build_transform(self.mean, self.std, augment),
-                on_bad_sample=self.on_bad_sample, **extra)
-            log.info("%s split: %d samples from %s", split, len(self.splits[split]),
-                     self.splits[split].root)
+                on_bad_sample=self.on_bad_sample,
+                **extra,
+            )
+            log.info(
+                "%s split: %d samples from %s",
+                split,
+                len(self.splits[split]),
+                self.splits[split].root,
+            )
         return self.splits[split]
 
     def setup(self, stage: str | None = None) -> None:
@@ -108,10 +155,15 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
         """A DataLoader over ``split``."""
-        return DataLoader(self.get_split(split), batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          drop_last=shuffle and len(self.get_split(split)) > self.batch_size,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self.get_split(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            drop_last=shuffle and len(self.get_split(split)) > self.batch_size,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train", shuffle=True)

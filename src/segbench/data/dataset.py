@@ -69,11 +69,23 @@ class SegmentationDataset(Dataset):
     #: Splits the layout defines (the checker visits each).
     splits: tuple[str, ...] = ("train", "val", "test")
 
-    def __init__(self, root: str | Path, split: str, num_classes: int, ignore_index: int,
-                 transform: Callable | None = None, on_bad_sample: str = "error") -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        num_classes: int,
+        ignore_index: int,
+        transform: Callable | None = None,
+        on_bad_sample: str = "error",
+    ) -> None:
         if on_bad_sample not in ON_BAD_SAMPLE:
-            raise ConfigError("data.on_bad_sample", on_bad_sample, "unknown policy",
-                              allowed=ON_BAD_SAMPLE, fix="use error (stop) or skip (log and leave out)")
+            raise ConfigError(
+                "data.on_bad_sample",
+                on_bad_sample,
+                "unknown policy",
+                allowed=ON_BAD_SAMPLE,
+                fix="use error (stop) or skip (log and leave out)",
+            )
         self.root = Path(root)
         self.split = split
         self.num_classes = num_classes
@@ -84,13 +96,15 @@ class SegmentationDataset(Dataset):
         self.problems: list[SampleError] = []
         self._skipped: set[int] = set()
         if split not in self.splits:
-            raise ConfigError("split", split, f"{type(self).__name__} has no such split",
-                              allowed=self.splits)
+            raise ConfigError(
+                "split", split, f"{type(self).__name__} has no such split", allowed=self.splits
+            )
         self.check_root()
         self.samples = self.list_samples()
         if not self.samples:
-            raise DataError(self.root, f"no {split} samples found",
-                            fix=f"check the layout: {self.layout()}")
+            raise DataError(
+                self.root, f"no {split} samples found", fix=f"check the layout: {self.layout()}"
+            )
         # valid[v] is True for the mask values (after mapping) a label may take.
         self._valid = np.zeros(256, dtype=bool)
         self._valid[:num_classes] = True
@@ -104,16 +118,21 @@ class SegmentationDataset(Dataset):
     def check_root(self) -> None:
         """Raises DataError if the root does not look like this dataset."""
         if not self.root.is_dir():
-            raise DataError(self.root, "dataset root does not exist",
-                            fix=f"set data.root to a folder laid out as {self.layout()}"
-                                + (f"; the data comes from {self.source}" if self.source else ""))
+            raise DataError(
+                self.root,
+                "dataset root does not exist",
+                fix=f"set data.root to a folder laid out as {self.layout()}"
+                + (f"; the data comes from {self.source}" if self.source else ""),
+            )
 
     def missing_folder(self, folder: Path) -> DataError:
         """The error for a folder of the layout that is not there."""
-        return DataError(folder, f"missing: {self.root} does not look like "
-                                 f"{type(self).__name__} ({self.split} split)",
-                         fix=f"set data.root to a folder laid out as {self.layout()}"
-                             + (f"; the data comes from {self.source}" if self.source else ""))
+        return DataError(
+            folder,
+            f"missing: {self.root} does not look like {type(self).__name__} ({self.split} split)",
+            fix=f"set data.root to a folder laid out as {self.layout()}"
+            + (f"; the data comes from {self.source}" if self.source else ""),
+        )
 
     def list_samples(self) -> list[Sample]:
         raise NotImplementedError
@@ -125,8 +144,12 @@ class SegmentationDataset(Dataset):
         """
         if self.on_bad_sample == "error" and error.kind != "orphan_mask":
             hint = "set data.on_bad_sample=skip to leave such files out"
-            raise SampleError(error.path, error.kind, error.problem,
-                              fix=f"{error.fix}; or {hint}" if error.fix else hint)
+            raise SampleError(
+                error.path,
+                error.kind,
+                error.problem,
+                fix=f"{error.fix}; or {hint}" if error.fix else hint,
+            )
         log.warning("skipping %s", error)
         self.problems.append(error)
 
@@ -152,8 +175,11 @@ class SegmentationDataset(Dataset):
                 out = self.transform(image=image, mask=mask)
                 image, mask = out["image"], out["mask"]
             return {"image": image, "mask": torch.as_tensor(mask).long(), "index": i}
-        raise DataError(self.root, f"every {self.split} sample is damaged",
-                        fix=f"run `segbench check data=... data.root={self.root}`")
+        raise DataError(
+            self.root,
+            f"every {self.split} sample is damaged",
+            fix=f"run `segbench check data=... data.root={self.root}`",
+        )
 
     def load_pair(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         """Reads one sample: ``(H, W, 3)`` uint8 RGB and ``(H, W)`` uint8 train ids."""
@@ -175,29 +201,43 @@ class SegmentationDataset(Dataset):
         """Reads a label map, maps it to train ids and checks it against ``size`` (H, W)."""
         mask = read_label(path)
         if mask.shape != tuple(size):
-            raise SampleError(path, "size_mismatch",
-                              f"mask is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image "
-                              f"is {size[1]}x{size[0]}",
-                              fix="masks must have the size of their image")
+            raise SampleError(
+                path,
+                "size_mismatch",
+                f"mask is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image "
+                f"is {size[1]}x{size[0]}",
+                fix="masks must have the size of their image",
+            )
         if self.label_map is not None:
             mask = self.label_map[mask]
         if not self._valid[mask].all():
             bad = sorted(set(np.unique(mask[~self._valid[mask]]).tolist()))
-            raise SampleError(path, "unknown_ids",
-                              f"label values {bad[:10]} are outside [0, {self.num_classes}) "
-                              f"and not the ignore index {self.ignore_index}",
-                              fix="check data.num_classes / data.ignore_index, or the mask file")
+            raise SampleError(
+                path,
+                "unknown_ids",
+                f"label values {bad[:10]} are outside [0, {self.num_classes}) "
+                f"and not the ignore index {self.ignore_index}",
+                fix="check data.num_classes / data.ignore_index, or the mask file",
+            )
         return mask
 
 
 def _open_error(path: Path, what: str, err: Exception) -> SampleError:
     """Classifies a PIL failure: empty, truncated or otherwise unreadable file."""
     if path.is_file() and path.stat().st_size == 0:
-        return SampleError(path, "empty_file", f"{what} file is empty (0 bytes)",
-                           fix="re-extract or remove the file")
+        return SampleError(
+            path,
+            "empty_file",
+            f"{what} file is empty (0 bytes)",
+            fix="re-extract or remove the file",
+        )
     kind = "truncated" if "truncated" in str(err) or isinstance(err, EOFError) else "unreadable"
-    return SampleError(path, kind, f"cannot be read as {'an' if what == 'image' else 'a'} "
-                                   f"{what} ({err})", fix="re-extract or remove the file")
+    return SampleError(
+        path,
+        kind,
+        f"cannot be read as {'an' if what == 'image' else 'a'} {what} ({err})",
+        fix="re-extract or remove the file",
+    )
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -231,10 +271,13 @@ def read_label(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             if img.mode not in ("L", "P"):
-                raise SampleError(path, "mask_mode",
-                                  f"mask has image mode {img.mode!r}; expected single-channel "
-                                  "8-bit label ids (mode 'L' or 'P')",
-                                  fix="save masks as 8-bit greyscale or palette PNGs of class ids")
+                raise SampleError(
+                    path,
+                    "mask_mode",
+                    f"mask has image mode {img.mode!r}; expected single-channel "
+                    "8-bit label ids (mode 'L' or 'P')",
+                    fix="save masks as 8-bit greyscale or palette PNGs of class ids",
+                )
             return np.array(img)
     except SampleError:
         raise
@@ -244,8 +287,9 @@ def read_label(path: Path) -> np.ndarray:
         raise _open_error(path, "mask", err) from None
 
 
-def resize_pair(image: np.ndarray, mask: np.ndarray | None, height: int, width: int,
-                crop_top: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+def resize_pair(
+    image: np.ndarray, mask: np.ndarray | None, height: int, width: int, crop_top: int = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Crops ``crop_top`` rows, then resizes image (bilinear) and mask (nearest) to ``height x width``."""
     image = cv2.resize(image[crop_top:], (width, height), interpolation=cv2.INTER_LINEAR)
     if mask is not None:
@@ -267,20 +311,30 @@ class Resized(SegmentationDataset):
         image, mask = super().load_pair(sample)
         if self.height is None and not self.crop_top:
             return image, mask
-        return resize_pair(image, mask, self.height or image.shape[0] - self.crop_top,
-                           self.width or image.shape[1], self.crop_top)
+        return resize_pair(
+            image,
+            mask,
+            self.height or image.shape[0] - self.crop_top,
+            self.width or image.shape[1],
+            self.crop_top,
+        )
 
     def load_mask(self, sample: Sample) -> np.ndarray | None:
         mask = super().load_mask(sample)
         if mask is None or (self.height is None and not self.crop_top):
             return mask
         height, width = self.height or mask.shape[0] - self.crop_top, self.width or mask.shape[1]
-        return cv2.resize(mask[self.crop_top:], (width, height), interpolation=cv2.INTER_NEAREST)
+        return cv2.resize(mask[self.crop_top :], (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def pair_by_stem(dataset: SegmentationDataset, images: list[Path], masks: list[Path],
-                 mask_dir: Path, mask_stem: Callable[[Path], str] = lambda p: p.stem,
-                 image_stem: Callable[[Path], str] = lambda p: p.stem) -> list[Sample]:
+def pair_by_stem(
+    dataset: SegmentationDataset,
+    images: list[Path],
+    masks: list[Path],
+    mask_dir: Path,
+    mask_stem: Callable[[Path], str] = lambda p: p.stem,
+    image_stem: Callable[[Path], str] = lambda p: p.stem,
+) -> list[Sample]:
     """Pairs images with masks by stem; unpaired or ambiguous files go to ``dataset.bad_file``.
 
     Args:
@@ -299,24 +353,46 @@ def pair_by_stem(dataset: SegmentationDataset, images: list[Path], masks: list[P
     for image in sorted(images):
         key = image_stem(image)
         if key in seen:
-            dataset.bad_file(SampleError(image, "duplicate_name",
-                                         f"same name as {seen[key].name}: the pairing is ambiguous",
-                                         fix="keep one file per name"))
+            dataset.bad_file(
+                SampleError(
+                    image,
+                    "duplicate_name",
+                    f"same name as {seen[key].name}: the pairing is ambiguous",
+                    fix="keep one file per name",
+                )
+            )
             continue
         seen[key] = image
         found = by_key.get(key, [])
         if not found:
-            dataset.bad_file(SampleError(image, "missing_mask", f"no mask for this image in {mask_dir}",
-                                         fix=f"every image needs a mask named after it in {mask_dir}"))
+            dataset.bad_file(
+                SampleError(
+                    image,
+                    "missing_mask",
+                    f"no mask for this image in {mask_dir}",
+                    fix=f"every image needs a mask named after it in {mask_dir}",
+                )
+            )
         elif len(found) > 1:
-            dataset.bad_file(SampleError(image, "duplicate_name",
-                                         f"several masks match: {[m.name for m in found]}",
-                                         fix="keep one mask per image"))
+            dataset.bad_file(
+                SampleError(
+                    image,
+                    "duplicate_name",
+                    f"several masks match: {[m.name for m in found]}",
+                    fix="keep one mask per image",
+                )
+            )
         else:
             samples.append(Sample(image, found[0]))
     for key, found in by_key.items():
         if key not in seen:
             for m in found:
-                dataset.bad_file(SampleError(m, "orphan_mask", "mask without an image",
-                                             fix="remove it or restore its image"))
+                dataset.bad_file(
+                    SampleError(
+                        m,
+                        "orphan_mask",
+                        "mask without an image",
+                        fix="remove it or restore its image",
+                    )
+                )
     return samples

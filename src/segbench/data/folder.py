@@ -33,15 +33,26 @@ class ImageMaskFolder(Resized):
         on_bad_sample: ``error`` or ``skip`` (see :class:`SegmentationDataset`).
     """
 
-    def __init__(self, root: str | Path, split: str, num_classes: int, ignore_index: int = 255,
-                 val_every: int = 10, height: int | None = None, width: int | None = None,
-                 transform=None, on_bad_sample: str = "error") -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        num_classes: int,
+        ignore_index: int = 255,
+        val_every: int = 10,
+        height: int | None = None,
+        width: int | None = None,
+        transform=None,
+        on_bad_sample: str = "error",
+    ) -> None:
         self.val_every, self.height, self.width = val_every, height, width
         super().__init__(root, split, num_classes, ignore_index, transform, on_bad_sample)
 
     def layout(self) -> str:
-        return (f"{self.root}/images/<name>.* with {self.root}/masks/<name>.png, optionally in "
-                "train/, val/, test/ sub-folders of both")
+        return (
+            f"{self.root}/images/<name>.* with {self.root}/masks/<name>.png, optionally in "
+            "train/, val/, test/ sub-folders of both"
+        )
 
     @property
     def has_split_folders(self) -> bool:
@@ -60,12 +71,19 @@ class ImageMaskFolder(Resized):
 
     def list_samples(self) -> list[Sample]:
         if self.has_split_folders:
-            image_dir, mask_dir = self.root / "images" / self.split, self.root / "masks" / self.split
+            image_dir, mask_dir = (
+                self.root / "images" / self.split,
+                self.root / "masks" / self.split,
+            )
             return pair_by_stem(self, list_images(image_dir), list_images(mask_dir), mask_dir)
         image_dir, mask_dir = self.root / "images", self.root / "masks"
         images = list_images(image_dir)
         # Split on the image names, so a missing mask never moves other files across splits.
         val = set(sorted({p.stem for p in images})[:: self.val_every])
         images = [p for p in images if (p.stem in val) == (self.split == "val")]
-        return pair_by_stem(self, images, [m for m in list_images(mask_dir)
-                                           if (m.stem in val) == (self.split == "val")], mask_dir)
+        return pair_by_stem(
+            self,
+            images,
+            [m for m in list_images(mask_dir) if (m.stem in val) == (self.split == "val")],
+            mask_dir,
+        )

@@ -23,8 +23,29 @@ from segbench.data.dataset import IMAGE_SUFFIXES, Resized, Sample, pair_by_stem
 IGNORE = 255
 #: train id -> raw grey values (NUMBERS.md, lane segmentation).
 RAW_IDS: dict[int, tuple[int, ...]] = {
-    0: (0, 249, 255, 213, 206, 207, 211, 208, 216, 215, 218, 219, 232, 202, 231, 230, 228, 229,
-        233, 212, 223),
+    0: (
+        0,
+        249,
+        255,
+        213,
+        206,
+        207,
+        211,
+        208,
+        216,
+        215,
+        218,
+        219,
+        232,
+        202,
+        231,
+        230,
+        228,
+        229,
+        233,
+        212,
+        223,
+    ),
     1: (200, 204, 209),
     2: (201, 203),
     3: (217,),
@@ -48,8 +69,9 @@ def _lut() -> np.ndarray:
 RAW_TO_TRAIN_ID: np.ndarray = _lut()
 
 
-def decode(train_ids: np.ndarray, full_size: tuple[int, int] | None = None,
-           crop_top: int = 690) -> np.ndarray:
+def decode(
+    train_ids: np.ndarray, full_size: tuple[int, int] | None = None, crop_top: int = 690
+) -> np.ndarray:
     """Maps a predicted train-id map back to raw ids, optionally at the camera's full size.
 
     Args:
@@ -90,17 +112,28 @@ class LaneSegmentation(Resized):
     splits = ("train", "val")
     label_map = RAW_TO_TRAIN_ID
 
-    def __init__(self, root: str | Path, split: str, num_classes: int = 8,
-                 ignore_index: int = IGNORE, height: int = 384, width: int = 1024,
-                 crop_top: int = 690, val_percent: float = 10.0, transform=None,
-                 on_bad_sample: str = "error") -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        num_classes: int = 8,
+        ignore_index: int = IGNORE,
+        height: int = 384,
+        width: int = 1024,
+        crop_top: int = 690,
+        val_percent: float = 10.0,
+        transform=None,
+        on_bad_sample: str = "error",
+    ) -> None:
         self.height, self.width, self.crop_top = height, width, crop_top
         self.val_percent = val_percent
         super().__init__(root, split, num_classes, ignore_index, transform, on_bad_sample)
 
     def layout(self) -> str:
-        return (f"{self.root}/Image_Data/RoadXX/<Record>/<Camera>/<frame>.jpg with "
-                f"{self.root}/Gray_Label/Label_roadXX/Label/<Record>/<Camera>/<frame>_bin.png")
+        return (
+            f"{self.root}/Image_Data/RoadXX/<Record>/<Camera>/<frame>.jpg with "
+            f"{self.root}/Gray_Label/Label_roadXX/Label/<Record>/<Camera>/<frame>_bin.png"
+        )
 
     def check_root(self) -> None:
         super().check_root()
@@ -125,7 +158,13 @@ class LaneSegmentation(Resized):
                 labels.append(path)
         # Pair on road/record/camera/frame: frame names repeat across cameras.
         return pair_by_stem(
-            self, images, labels, self.root / "Gray_Label",
+            self,
+            images,
+            labels,
+            self.root / "Gray_Label",
             image_stem=lambda p: f"{p.parts[-4].lower()}/{p.parts[-3]}/{p.parts[-2]}/{p.stem}",
-            mask_stem=lambda p: (f"{p.parts[-5].removeprefix('Label_').lower()}/{p.parts[-3]}/"
-                                 f"{p.parts[-2]}/{p.stem.removesuffix('_bin')}"))
+            mask_stem=lambda p: (
+                f"{p.parts[-5].removeprefix('Label_').lower()}/{p.parts[-3]}/"
+                f"{p.parts[-2]}/{p.stem.removesuffix('_bin')}"
+            ),
+        )

@@ -52,23 +52,38 @@ class OxfordPets(Resized):
 
     source = "https://www.robots.ox.ac.uk/~vgg/data/pets/ (images.tar.gz, annotations.tar.gz)"
 
-    def __init__(self, root: str | Path, split: str, num_classes: int = 2,
-                 ignore_index: int = IGNORE, mode: str = "binary", height: int | None = 256,
-                 width: int | None = 256, transform=None, on_bad_sample: str = "error") -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        num_classes: int = 2,
+        ignore_index: int = IGNORE,
+        mode: str = "binary",
+        height: int | None = 256,
+        width: int | None = 256,
+        transform=None,
+        on_bad_sample: str = "error",
+    ) -> None:
         if mode not in MODES:
             raise ConfigError("data.mode", mode, "unknown Oxford Pet label mode", allowed=MODES)
         expected = len(set(MODES[mode].values()))
         if num_classes != expected:
-            raise ConfigError("data.num_classes", num_classes, f"mode {mode} has {expected} classes",
-                              fix=f"set data.num_classes={expected} (conf/data/pets.yaml derives "
-                                  "it from data.mode)")
+            raise ConfigError(
+                "data.num_classes",
+                num_classes,
+                f"mode {mode} has {expected} classes",
+                fix=f"set data.num_classes={expected} (conf/data/pets.yaml derives "
+                "it from data.mode)",
+            )
         self.mode, self.height, self.width = mode, height, width
         self.label_map = _lut(mode)
         super().__init__(root, split, num_classes, ignore_index, transform, on_bad_sample)
 
     def layout(self) -> str:
-        return (f"{self.root}/images/<name>.jpg, {self.root}/annotations/trimaps/<name>.png, "
-                f"{self.root}/annotations/trainval.txt and test.txt")
+        return (
+            f"{self.root}/images/<name>.jpg, {self.root}/annotations/trimaps/<name>.png, "
+            f"{self.root}/annotations/trainval.txt and test.txt"
+        )
 
     def check_root(self) -> None:
         super().check_root()
@@ -92,13 +107,23 @@ class OxfordPets(Resized):
             image = self.root / "images" / f"{name}.jpg"
             trimap = self.root / "annotations" / "trimaps" / f"{name}.png"
             if not image.is_file():
-                self.bad_file(SampleError(image, "missing_image",
-                                          f"listed in {self.list_file.name} but not there",
-                                          fix="re-extract images.tar.gz"))
+                self.bad_file(
+                    SampleError(
+                        image,
+                        "missing_image",
+                        f"listed in {self.list_file.name} but not there",
+                        fix="re-extract images.tar.gz",
+                    )
+                )
             elif not trimap.is_file():
-                self.bad_file(SampleError(trimap, "missing_mask",
-                                          f"trimap of {image.name} is not there",
-                                          fix="re-extract annotations.tar.gz"))
+                self.bad_file(
+                    SampleError(
+                        trimap,
+                        "missing_mask",
+                        f"trimap of {image.name} is not there",
+                        fix="re-extract annotations.tar.gz",
+                    )
+                )
             else:
                 samples.append(Sample(image, trimap))
         return samples

@@ -47,12 +47,28 @@ class SyntheticStreets(PairedFolders):
 
     splits = ("train", "val")
 
-    def __init__(self, root: str | Path, split: str, num_classes: int = 8,
-                 ignore_index: int = VOID, seed: int = 0, num_train: int = 160,
-                 num_val: int = 40, height: int = 96, width: int = 128, transform=None,
-                 on_bad_sample: str = "error") -> None:
-        self.params = {"version": GENERATOR_VERSION, "seed": seed, "num_train": num_train,
-                       "num_val": num_val, "height": height, "width": width}
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        num_classes: int = 8,
+        ignore_index: int = VOID,
+        seed: int = 0,
+        num_train: int = 160,
+        num_val: int = 40,
+        height: int = 96,
+        width: int = 128,
+        transform=None,
+        on_bad_sample: str = "error",
+    ) -> None:
+        self.params = {
+            "version": GENERATOR_VERSION,
+            "seed": seed,
+            "num_train": num_train,
+            "num_val": num_val,
+            "height": height,
+            "width": width,
+        }
         ensure_generated(Path(root), self.params)
         super().__init__(root, split, num_classes, ignore_index, transform, on_bad_sample)
 
@@ -108,14 +124,14 @@ def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, 
         bw = int(rng.integers(w // 8, w // 3))
         top_y = int(rng.integers(2, max(3, horizon - 4)))
         base = _grey_or_tint(rng)
-        block = np.s_[top_y:horizon + 2, max(x, 0):x + bw]
+        block = np.s_[top_y : horizon + 2, max(x, 0) : x + bw]
         img[block] = base
         mask[block] = BUILDING
         win = int(rng.integers(3, 7))
         dark = base * rng.uniform(0.3, 0.6)
         for wy in range(top_y + 2, horizon - 1, win + 2):
             for wx in range(max(x, 0) + 2, min(x + bw, w) - 2, win + 2):
-                img[wy:wy + win // 2 + 1, wx:wx + win // 2 + 1] = dark
+                img[wy : wy + win // 2 + 1, wx : wx + win // 2 + 1] = dark
         x += bw + int(rng.integers(0, w // 10))
 
     # Vegetation: clusters of blobs in front of the buildings, high-frequency texture.
@@ -123,10 +139,22 @@ def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, 
         cx, cy = int(rng.integers(0, w)), horizon - int(rng.integers(0, h // 6))
         blob = np.zeros((h, w), np.uint8)
         for _ in range(int(rng.integers(3, 7))):
-            cv2.ellipse(blob, (cx + int(rng.integers(-w // 10, w // 10)),
-                               cy + int(rng.integers(-h // 12, h // 12))),
-                        (int(rng.integers(w // 30 + 2, w // 10 + 3)),
-                         int(rng.integers(h // 30 + 2, h // 8 + 3))), 0, 0, 360, 1, -1)
+            cv2.ellipse(
+                blob,
+                (
+                    cx + int(rng.integers(-w // 10, w // 10)),
+                    cy + int(rng.integers(-h // 12, h // 12)),
+                ),
+                (
+                    int(rng.integers(w // 30 + 2, w // 10 + 3)),
+                    int(rng.integers(h // 30 + 2, h // 8 + 3)),
+                ),
+                0,
+                0,
+                360,
+                1,
+                -1,
+            )
         leaf = np.array([rng.uniform(20, 90), rng.uniform(80, 170), rng.uniform(10, 80)])
         tex = leaf * (0.6 + 0.8 * rng.random((h, w, 1)))
         img[blob > 0] = tex[blob > 0]
@@ -137,12 +165,18 @@ def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, 
     side = _grey_or_tint(rng)
     img[ground] = side
     tiles = ((np.indices((h, w)) // int(rng.integers(3, 7))).sum(0) % 2)[..., None]
-    img[ground] *= (0.85 + 0.15 * tiles[ground])
+    img[ground] *= 0.85 + 0.15 * tiles[ground]
     mask[ground] = SIDEWALK
     road_half = w * rng.uniform(0.3, 0.6)
-    road = np.array([[vx - 2, horizon], [vx + 2, horizon],
-                     [w / 2 + road_half + rng.uniform(-w / 6, w / 6), h],
-                     [w / 2 - road_half + rng.uniform(-w / 6, w / 6), h]], np.int32)
+    road = np.array(
+        [
+            [vx - 2, horizon],
+            [vx + 2, horizon],
+            [w / 2 + road_half + rng.uniform(-w / 6, w / 6), h],
+            [w / 2 - road_half + rng.uniform(-w / 6, w / 6), h],
+        ],
+        np.int32,
+    )
     road_mask = np.zeros((h, w), np.uint8)
     cv2.fillPoly(road_mask, [road], 1)
     asphalt = _grey_or_tint(rng) * 0.8
@@ -157,8 +191,8 @@ def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, 
         n_dash = int(rng.integers(4, 8))
         for k in range(n_dash):
             s0, s1 = (k + 0.2) / n_dash, (k + 0.7) / n_dash
-            p0 = (int(vx + (bx - vx) * s0 ** 1.5), int(horizon + (h - horizon) * s0 ** 1.5))
-            p1 = (int(vx + (bx - vx) * s1 ** 1.5), int(horizon + (h - horizon) * s1 ** 1.5))
+            p0 = (int(vx + (bx - vx) * s0**1.5), int(horizon + (h - horizon) * s0**1.5))
+            p1 = (int(vx + (bx - vx) * s1**1.5), int(horizon + (h - horizon) * s1**1.5))
             line = np.zeros((h, w), np.uint8)
             cv2.line(line, p0, p1, 1, max(1, int(1 + 3 * s1)))
             line &= road_mask
@@ -183,8 +217,16 @@ def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, 
     if rng.random() < 0.5:
         shadow = np.zeros((h, w), np.uint8)
         x0 = int(rng.integers(0, w))
-        cv2.fillPoly(shadow, [np.array([[x0, h], [x0 + w // 3, h], [x0 + w // 2, horizon],
-                                        [x0 + w // 4, horizon]], np.int32)], 1)
+        cv2.fillPoly(
+            shadow,
+            [
+                np.array(
+                    [[x0, h], [x0 + w // 3, h], [x0 + w // 2, horizon], [x0 + w // 4, horizon]],
+                    np.int32,
+                )
+            ],
+            1,
+        )
         img[shadow > 0] *= rng.uniform(0.4, 0.7)
     img = 255 * (np.clip(img * rng.uniform(0.6, 1.3), 0, 255) / 255) ** rng.uniform(0.7, 1.4)
     img += rng.normal(0, rng.uniform(3, 12), img.shape)
@@ -217,7 +259,9 @@ def _car(rng, img, mask, y, scale, w, h) -> None:
     cv2.rectangle(shape, (x, y0 + ch // 3), (x + cw, y), 1, -1)
     cv2.rectangle(shape, (x + cw // 5, y0), (x + 4 * cw // 5, y0 + ch // 3), 1, -1)
     img[shape > 0] = body
-    img[max(y0, 0):max(y0 + ch // 3, 0), max(x + cw // 4, 0):max(x + 3 * cw // 4, 0)] = body * 0.3
+    img[max(y0, 0) : max(y0 + ch // 3, 0), max(x + cw // 4, 0) : max(x + 3 * cw // 4, 0)] = (
+        body * 0.3
+    )
     for wx in (x + cw // 5, x + 4 * cw // 5):
         cv2.circle(shape, (wx, y), max(1, ch // 4), 1, -1)
         cv2.circle(img, (wx, y), max(1, ch // 4), (20, 20, 20), -1)
@@ -243,5 +287,5 @@ def _pole(rng, img, mask, y, scale, w) -> None:
     x = int(rng.integers(0, w))
     thick = max(1, int(3 * scale))
     top = max(0, y - int(rng.uniform(0.5, 0.9) * y))
-    img[top:y, x:x + thick] = rng.uniform(40, 160)
-    mask[top:y, x:x + thick] = VOID
+    img[top:y, x : x + thick] = rng.uniform(40, 160)
+    mask[top:y, x : x + thick] = VOID

@@ -6,8 +6,9 @@ import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
 
-def build_transform(mean: Sequence[float], std: Sequence[float],
-                    augment: Sequence[A.BasicTransform] = ()) -> A.Compose:
+def build_transform(
+    mean: Sequence[float], std: Sequence[float], augment: Sequence[A.BasicTransform] = ()
+) -> A.Compose:
     """``augment`` (training only), then normalisation by ``mean``/``std`` and to-tensor.
 
     Args:
@@ -17,5 +18,6 @@ def build_transform(mean: Sequence[float], std: Sequence[float],
             (masks use nearest interpolation; padding uses the ignore index as
             configured in ``conf/augment``).
     """
-    return A.Compose([*augment, A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
-                      ToTensorV2()])
+    return A.Compose(
+        [*augment, A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
+    )

@@ -12,5 +12,16 @@ from segbench.models.fcn import FCN
 from segbench.models.segnet import SegNet
 from segbench.models.smp_models import DeepLabV3Plus, PSPNet, Unet
 
-__all__ = ["FCN", "DeepLabV3Plus", "ERFNet", "PSPNet", "SegNet", "SegmentationNetwork", "Unet",
-           "build_network", "check_compatible", "load_network", "network_class"]
+__all__ = [
+    "FCN",
+    "DeepLabV3Plus",
+    "ERFNet",
+    "PSPNet",
+    "SegNet",
+    "SegmentationNetwork",
+    "Unet",
+    "build_network",
+    "check_compatible",
+    "load_network",
+    "network_class",
+]

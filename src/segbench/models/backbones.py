@@ -11,8 +11,13 @@ log = logging.getLogger(__name__)
 
 # timm model names of the "adjustable MobileNets" (width multiplier -> name).
 MOBILENET_WIDTHS = {
-    "v2": {0.35: "mobilenetv2_035", 0.5: "mobilenetv2_050", 0.75: "mobilenetv2_075",
-           1.0: "mobilenetv2_100", 1.4: "mobilenetv2_140"},
+    "v2": {
+        0.35: "mobilenetv2_035",
+        0.5: "mobilenetv2_050",
+        0.75: "mobilenetv2_075",
+        1.0: "mobilenetv2_100",
+        1.4: "mobilenetv2_140",
+    },
     "v3": {0.75: "mobilenetv3_large_075", 1.0: "mobilenetv3_large_100"},
 }
 # smp's native encoders.
@@ -30,17 +35,24 @@ def smp_encoder_name(backbone: dict) -> str:
     if name in SMP_NATIVE:
         return SMP_NATIVE[name]
     if name != "mobilenet":
-        raise ConfigError("backbone.name", name, "unknown backbone", allowed=BACKBONES,
-                          fix="choose a backbone config, e.g. backbone=mobilenet")
+        raise ConfigError(
+            "backbone.name",
+            name,
+            "unknown backbone",
+            allowed=BACKBONES,
+            fix="choose a backbone config, e.g. backbone=mobilenet",
+        )
     version = backbone.get("version", "v2")
     if version not in MOBILENET_WIDTHS:
-        raise ConfigError("backbone.version", version, "unknown MobileNet version",
-                          allowed=list(MOBILENET_WIDTHS))
+        raise ConfigError(
+            "backbone.version", version, "unknown MobileNet version", allowed=list(MOBILENET_WIDTHS)
+        )
     widths = MOBILENET_WIDTHS[version]
     width = float(backbone.get("width", 1.0))
     if width not in widths:
-        raise ConfigError("backbone.width", width, f"no MobileNet{version} of this width",
-                          allowed=list(widths))
+        raise ConfigError(
+            "backbone.width", width, f"no MobileNet{version} of this width", allowed=list(widths)
+        )
     return "tu-" + widths[width]
 
 

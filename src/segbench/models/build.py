@@ -30,15 +30,20 @@ def network_class(target: str) -> type[SegmentationNetwork]:
     try:
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError):
-        raise ConfigError("model._target_", target, "cannot be imported",
-                          fix="use a class of segbench.models, e.g. segbench.models.Unet") from None
+        raise ConfigError(
+            "model._target_",
+            target,
+            "cannot be imported",
+            fix="use a class of segbench.models, e.g. segbench.models.Unet",
+        ) from None
     if not (isinstance(cls, type) and issubclass(cls, SegmentationNetwork)):
         raise ConfigError("model._target_", target, "is not a segbench SegmentationNetwork")
     return cls
 
 
-def load_network(ckpt_path: str | Path, map_location: str = "cpu"
-                 ) -> tuple[SegmentationNetwork, dict]:
+def load_network(
+    ckpt_path: str | Path, map_location: str = "cpu"
+) -> tuple[SegmentationNetwork, dict]:
     """Rebuilds the trained network of a segbench checkpoint.
 
     Returns:
@@ -54,7 +59,8 @@ def load_network(ckpt_path: str | Path, map_location: str = "cpu"
     # The weights come from the checkpoint: skip pretrained-weight lookups.
     net_config["backbone"] = {**net_config.get("backbone", {}), "weights": None}
     net = build_network(net_config)
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()
-             if k.startswith("net.")}
+    state = {
+        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
+    }
     net.load_state_dict(state)
     return net.eval(), hparams

@@ -20,5 +20,9 @@ def check_compatible(model: dict, backbone: dict) -> None:
     name = backbone.get("name")
     if name not in allowed:
         raise ConfigError(
-            "backbone", name, f"{cls.__name__} does not take this backbone",
-            allowed=allowed, fix=f"use backbone={allowed[0]} with this model, or another model")
+            "backbone",
+            name,
+            f"{cls.__name__} does not take this backbone",
+            allowed=allowed,
+            fix=f"use backbone={allowed[0]} with this model, or another model",
+        )

@@ -56,8 +56,9 @@ class UpsamplerBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv = nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1,
-                                       output_padding=1)
+        self.conv = nn.ConvTranspose2d(
+            in_channels, out_channels, 3, stride=2, padding=1, output_padding=1
+        )
         self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,8 +81,12 @@ class ErfnetDecoder(nn.Sequential):
 
     def __init__(self, num_classes: int) -> None:
         super().__init__(
-            UpsamplerBlock(128, 64), NonBottleneck1d(64, 0, 1), NonBottleneck1d(64, 0, 1),
-            UpsamplerBlock(64, 16), NonBottleneck1d(16, 0, 1), NonBottleneck1d(16, 0, 1),
+            UpsamplerBlock(128, 64),
+            NonBottleneck1d(64, 0, 1),
+            NonBottleneck1d(64, 0, 1),
+            UpsamplerBlock(64, 16),
+            NonBottleneck1d(16, 0, 1),
+            NonBottleneck1d(16, 0, 1),
             nn.ConvTranspose2d(16, num_classes, 2, stride=2),
         )
 
@@ -106,8 +111,14 @@ class ERFNet(SegmentationNetwork):
 
     backbones = ("erfnet",)
 
-    def __init__(self, backbone: dict, num_classes: int, in_channels: int = 3,
-                 encoder_only: bool = False, freeze_encoder: bool = False) -> None:
+    def __init__(
+        self,
+        backbone: dict,
+        num_classes: int,
+        in_channels: int = 3,
+        encoder_only: bool = False,
+        freeze_encoder: bool = False,
+    ) -> None:
         super().__init__(num_classes, pad_multiple=8, freeze_encoder=freeze_encoder)
         self.encoder_only = encoder_only
         self.encoder = ErfnetEncoder(in_channels)
@@ -126,7 +137,7 @@ class ERFNet(SegmentationNetwork):
             return super().forward(x)
         h, w = x.shape[-2:]
         logits = super().forward(x)  # padded to a multiple of 8, cropped to (h, w): a no-op
-        return logits[..., :math.ceil(h / 8), :math.ceil(w / 8)]
+        return logits[..., : math.ceil(h / 8), : math.ceil(w / 8)]
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         features = self.encoder(x)

@@ -42,8 +42,14 @@ class BilinearDeconv(nn.ConvTranspose2d):
     keep_init = True
 
     def __init__(self, channels: int, factor: int) -> None:
-        super().__init__(channels, channels, kernel_size=2 * factor, stride=factor,
-                         padding=factor // 2, bias=False)
+        super().__init__(
+            channels,
+            channels,
+            kernel_size=2 * factor,
+            stride=factor,
+            padding=factor // 2,
+            bias=False,
+        )
         self.factor = factor
         self.reset_parameters()
 
@@ -69,20 +75,33 @@ class FCN(SegmentationNetwork):
         freeze_encoder: Freeze the encoder (BatchNorm in eval mode).
     """
 
-    def __init__(self, backbone: dict, num_classes: int, in_channels: int = 3,
-                 variant: str = "8s", freeze_encoder: bool = False) -> None:
+    def __init__(
+        self,
+        backbone: dict,
+        num_classes: int,
+        in_channels: int = 3,
+        variant: str = "8s",
+        freeze_encoder: bool = False,
+    ) -> None:
         if variant not in VARIANTS:
-            raise ConfigError("model.variant", variant, "unknown FCN variant",
-                              allowed=VARIANTS, fix="model.variant=8s (finest) or 32s (coarsest)")
+            raise ConfigError(
+                "model.variant",
+                variant,
+                "unknown FCN variant",
+                allowed=VARIANTS,
+                fix="model.variant=8s (finest) or 32s (coarsest)",
+            )
         super().__init__(num_classes, pad_multiple=32, freeze_encoder=freeze_encoder)
         self.variant = variant
         self.strides = VARIANTS[variant]
-        self.encoder = smp.encoders.get_encoder(smp_encoder_name(backbone),
-                                                in_channels=in_channels, depth=5, weights=None)
+        self.encoder = smp.encoders.get_encoder(
+            smp_encoder_name(backbone), in_channels=in_channels, depth=5, weights=None
+        )
         # encoder(x) returns features at strides 1, 2, 4, 8, 16, 32.
         channels = {2**i: c for i, c in enumerate(self.encoder.out_channels)}
-        self.score = nn.ModuleDict({f"stride{s}": nn.Conv2d(channels[s], num_classes, 1)
-                                    for s in self.strides})
+        self.score = nn.ModuleDict(
+            {f"stride{s}": nn.Conv2d(channels[s], num_classes, 1) for s in self.strides}
+        )
         # x2 between the fused strides, then up to the input from the finest one.
         self.up2 = nn.ModuleList(BilinearDeconv(num_classes, 2) for _ in self.strides[1:])
         self.up_final = BilinearDeconv(num_classes, self.strides[-1])

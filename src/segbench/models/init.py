@@ -46,6 +46,7 @@ def initialize(net: nn.Module, scheme: str) -> int:
         if module.bias is not None:
             nn.init.zeros_(module.bias)
         count += 1
-    log.info("%s initialisation of %d layers (%d pretrained modules kept)",
-             scheme, count, len(skip))
+    log.info(
+        "%s initialisation of %d layers (%d pretrained modules kept)", scheme, count, len(skip)
+    )
     return count

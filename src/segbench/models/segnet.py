@@ -14,7 +14,9 @@ from segbench.models.base import SegmentationNetwork
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
-        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 class VggEncoder(nn.Module):
@@ -64,8 +66,11 @@ class SegnetDecoder(nn.Module):
             target = stages[i - 1][-1] if i > 0 else stages[0][0]
             outs = [*reversed(widths[:-1]), target]
             ins = [widths[-1], *outs[:-1]]
-            self.stages.append(nn.Sequential(*(conv_bn_relu(a, b, kernel_size)
-                                               for a, b in zip(ins, outs, strict=True))))
+            self.stages.append(
+                nn.Sequential(
+                    *(conv_bn_relu(a, b, kernel_size) for a, b in zip(ins, outs, strict=True))
+                )
+            )
         self.classifier = nn.Conv2d(stages[0][0], num_classes, 1)
 
     def forward(self, x: torch.Tensor, indices: list[torch.Tensor]) -> torch.Tensor:
@@ -91,12 +96,17 @@ class SegNet(SegmentationNetwork):
 
     backbones = ("vgg16_bn", "segnet_basic")
 
-    def __init__(self, backbone: dict, num_classes: int, in_channels: int = 3,
-                 freeze_encoder: bool = False) -> None:
+    def __init__(
+        self, backbone: dict, num_classes: int, in_channels: int = 3, freeze_encoder: bool = False
+    ) -> None:
         stages = backbone.get("stages")
         if not stages or not all(stages):
-            raise ConfigError("backbone.stages", stages, "SegNet needs conv widths per stage",
-                              fix="use backbone=vgg16_bn or backbone=segnet_basic")
+            raise ConfigError(
+                "backbone.stages",
+                stages,
+                "SegNet needs conv widths per stage",
+                fix="use backbone=vgg16_bn or backbone=segnet_basic",
+            )
         kernel_size = int(backbone.get("kernel_size", 3))
         super().__init__(num_classes, pad_multiple=2 ** len(stages), freeze_encoder=freeze_encoder)
         self.encoder = VggEncoder(in_channels, stages, kernel_size)

@@ -23,12 +23,24 @@ class SmpNetwork(SegmentationNetwork):
         **decoder_kwargs: smp's own arguments of that architecture.
     """
 
-    def __init__(self, arch: str, backbone: dict, num_classes: int, in_channels: int = 3,
-                 freeze_encoder: bool = False, **decoder_kwargs) -> None:
+    def __init__(
+        self,
+        arch: str,
+        backbone: dict,
+        num_classes: int,
+        in_channels: int = 3,
+        freeze_encoder: bool = False,
+        **decoder_kwargs,
+    ) -> None:
         super().__init__(num_classes, pad_multiple=32, freeze_encoder=freeze_encoder)
-        self.model = smp.create_model(arch, encoder_name=smp_encoder_name(backbone),
-                                      encoder_weights=None, in_channels=in_channels,
-                                      classes=num_classes, **decoder_kwargs)
+        self.model = smp.create_model(
+            arch,
+            encoder_name=smp_encoder_name(backbone),
+            encoder_weights=None,
+            in_channels=in_channels,
+            classes=num_classes,
+            **decoder_kwargs,
+        )
         # smp refuses inputs not divisible by the encoder's output stride (32, or
         # 8/16 for shallow or dilated encoders): pad to exactly that.
         self.pad_multiple = self.model.encoder.output_stride
@@ -59,13 +71,25 @@ class Unet(SmpNetwork):
         freeze_encoder: Freeze the encoder.
     """
 
-    def __init__(self, backbone: dict, num_classes: int, in_channels: int = 3,
-                 decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
-                 decoder_attention_type: str | None = None, freeze_encoder: bool = False) -> None:
-        super().__init__("unet", backbone, num_classes, in_channels, freeze_encoder,
-                         encoder_depth=len(decoder_channels),
-                         decoder_channels=list(decoder_channels),
-                         decoder_attention_type=decoder_attention_type)
+    def __init__(
+        self,
+        backbone: dict,
+        num_classes: int,
+        in_channels: int = 3,
+        decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
+        decoder_attention_type: str | None = None,
+        freeze_encoder: bool = False,
+    ) -> None:
+        super().__init__(
+            "unet",
+            backbone,
+            num_classes,
+            in_channels,
+            freeze_encoder,
+            encoder_depth=len(decoder_channels),
+            decoder_channels=list(decoder_channels),
+            decoder_attention_type=decoder_attention_type,
+        )
 
 
 def drop_unused_stages(encoder: nn.Module, depth: int) -> None:
@@ -81,10 +105,14 @@ def drop_unused_stages(encoder: nn.Module, depth: int) -> None:
     stage_ends = getattr(timm_model, "_stage_out_idx", None)
     if stage_ends and hasattr(timm_model, "blocks"):
         # EfficientNetFeatures (MobileNetV2/V3): block i feeds output stage i + 1.
-        timm_model.blocks = timm_model.blocks[:max(stage_ends)]
+        timm_model.blocks = timm_model.blocks[: max(stage_ends)]
     elif hasattr(encoder, "get_stages"):
-        unused = {id(m) for stride, mods in encoder.get_stages().items() if stride > 2**depth
-                  for m in mods}
+        unused = {
+            id(m)
+            for stride, mods in encoder.get_stages().items()
+            if stride > 2**depth
+            for m in mods
+        }
         for name, child in list(encoder.named_children()):
             if id(child) in unused:
                 setattr(encoder, name, nn.Identity())
@@ -109,14 +137,30 @@ class PSPNet(SmpNetwork):
         freeze_encoder: Freeze the encoder.
     """
 
-    def __init__(self, backbone: dict, num_classes: int, in_channels: int = 3,
-                 encoder_depth: int = 3, psp_out_channels: int = 512, psp_dropout: float = 0.2,
-                 decoder_use_norm: str = "batchnorm", upsampling: int | None = None,
-                 freeze_encoder: bool = False) -> None:
-        super().__init__("pspnet", backbone, num_classes, in_channels, freeze_encoder,
-                         encoder_depth=encoder_depth, psp_out_channels=psp_out_channels,
-                         psp_dropout=psp_dropout, decoder_use_norm=decoder_use_norm,
-                         upsampling=upsampling or 2**encoder_depth)
+    def __init__(
+        self,
+        backbone: dict,
+        num_classes: int,
+        in_channels: int = 3,
+        encoder_depth: int = 3,
+        psp_out_channels: int = 512,
+        psp_dropout: float = 0.2,
+        decoder_use_norm: str = "batchnorm",
+        upsampling: int | None = None,
+        freeze_encoder: bool = False,
+    ) -> None:
+        super().__init__(
+            "pspnet",
+            backbone,
+            num_classes,
+            in_channels,
+            freeze_encoder,
+            encoder_depth=encoder_depth,
+            psp_out_channels=psp_out_channels,
+            psp_dropout=psp_dropout,
+            decoder_use_norm=decoder_use_norm,
+            upsampling=upsampling or 2**encoder_depth,
+        )
 
 
 class DeepLabV3Plus(SmpNetwork):
@@ -135,21 +179,41 @@ class DeepLabV3Plus(SmpNetwork):
         freeze_encoder: Freeze the encoder.
     """
 
-    def __init__(self, backbone: dict, num_classes: int, in_channels: int = 3,
-                 encoder_output_stride: int = 16,
-                 decoder_atrous_rates: Sequence[int] = (6, 12, 18), decoder_channels: int = 256,
-                 decoder_aspp_separable: bool = True, decoder_aspp_dropout: float = 0.5,
-                 freeze_encoder: bool = False) -> None:
+    def __init__(
+        self,
+        backbone: dict,
+        num_classes: int,
+        in_channels: int = 3,
+        encoder_output_stride: int = 16,
+        decoder_atrous_rates: Sequence[int] = (6, 12, 18),
+        decoder_channels: int = 256,
+        decoder_aspp_separable: bool = True,
+        decoder_aspp_dropout: float = 0.5,
+        freeze_encoder: bool = False,
+    ) -> None:
         if encoder_output_stride not in (8, 16):
-            raise ConfigError("model.encoder_output_stride", encoder_output_stride,
-                              "DeepLabV3+ dilates its encoder to stride 8 or 16", allowed=(16, 8))
+            raise ConfigError(
+                "model.encoder_output_stride",
+                encoder_output_stride,
+                "DeepLabV3+ dilates its encoder to stride 8 or 16",
+                allowed=(16, 8),
+            )
         if len(decoder_atrous_rates) != 3:
-            raise ConfigError("model.decoder_atrous_rates", list(decoder_atrous_rates),
-                              "ASPP takes exactly three rates",
-                              fix="e.g. [6, 12, 18] at stride 16 or [12, 24, 36] at stride 8")
-        super().__init__("deeplabv3plus", backbone, num_classes, in_channels, freeze_encoder,
-                         encoder_output_stride=encoder_output_stride,
-                         decoder_atrous_rates=tuple(decoder_atrous_rates),
-                         decoder_channels=decoder_channels,
-                         decoder_aspp_separable=decoder_aspp_separable,
-                         decoder_aspp_dropout=decoder_aspp_dropout)
+            raise ConfigError(
+                "model.decoder_atrous_rates",
+                list(decoder_atrous_rates),
+                "ASPP takes exactly three rates",
+                fix="e.g. [6, 12, 18] at stride 16 or [12, 24, 36] at stride 8",
+            )
+        super().__init__(
+            "deeplabv3plus",
+            backbone,
+            num_classes,
+            in_channels,
+            freeze_encoder,
+            encoder_output_stride=encoder_output_stride,
+            decoder_atrous_rates=tuple(decoder_atrous_rates),
+            decoder_channels=decoder_channels,
+            decoder_aspp_separable=decoder_aspp_separable,
+            decoder_aspp_dropout=decoder_aspp_dropout,
+        )

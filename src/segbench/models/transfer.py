@@ -34,8 +34,9 @@ def load_matching(net: nn.Module, ckpt_path: str | Path) -> dict[str, list[str]]
     from segbench.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(ckpt_path)
-    source = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()
-              if k.startswith("net.")}
+    source = {
+        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
+    }
     target = net.state_dict()
     report: dict[str, list[str]] = {"loaded": [], "skipped": [], "missing": [], "unused": []}
     matched: dict[str, torch.Tensor] = {}
@@ -44,21 +45,34 @@ def load_matching(net: nn.Module, ckpt_path: str | Path) -> dict[str, list[str]]
             report["missing"].append(name)
         elif source[name].shape != tensor.shape:
             report["skipped"].append(name)
-            log.info("init.checkpoint: skipped %s (checkpoint %s, network %s)", name,
-                     tuple(source[name].shape), tuple(tensor.shape))
+            log.info(
+                "init.checkpoint: skipped %s (checkpoint %s, network %s)",
+                name,
+                tuple(source[name].shape),
+                tuple(tensor.shape),
+            )
         else:
             matched[name] = source[name]
     report["unused"] = [name for name in source if name not in target]
     if not matched:
         other = ckpt["hyper_parameters"]["net"].get("_target_")
-        raise ConfigError("init.checkpoint", str(ckpt_path),
-                          f"none of its {len(source)} tensors ({other}) match this network",
-                          fix="give a checkpoint of the same model/backbone, or init.checkpoint=null")
+        raise ConfigError(
+            "init.checkpoint",
+            str(ckpt_path),
+            f"none of its {len(source)} tensors ({other}) match this network",
+            fix="give a checkpoint of the same model/backbone, or init.checkpoint=null",
+        )
     net.load_state_dict(matched, strict=False)
     report["loaded"] = list(matched)
-    log.info("init.checkpoint %s: %d tensors loaded, %d skipped (shape mismatch), %d missing "
-             "(kept initialised), %d unused", ckpt_path, len(report["loaded"]),
-             len(report["skipped"]), len(report["missing"]), len(report["unused"]))
+    log.info(
+        "init.checkpoint %s: %d tensors loaded, %d skipped (shape mismatch), %d missing "
+        "(kept initialised), %d unused",
+        ckpt_path,
+        len(report["loaded"]),
+        len(report["skipped"]),
+        len(report["missing"]),
+        len(report["unused"]),
+    )
     if report["missing"]:
         log.info("init.checkpoint: missing %s", _short(report["missing"]))
     return report

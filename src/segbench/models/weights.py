@@ -16,8 +16,11 @@ from segbench.errors import ConfigError
 log = logging.getLogger(__name__)
 
 # Named weights each backbone offers (smp / timm resolve them from the HF cache).
-NAMED_WEIGHTS = {"mobilenet": ["imagenet"], "resnet50": ["imagenet"],
-                 "resnext_wsl": ["instagram", "imagenet"]}
+NAMED_WEIGHTS = {
+    "mobilenet": ["imagenet"],
+    "resnet50": ["imagenet"],
+    "resnext_wsl": ["instagram", "imagenet"],
+}
 NO_WEIGHTS_FIX = "backbone.weights=null trains the encoder from scratch"
 
 
@@ -30,17 +33,27 @@ def load_pretrained(encoder: nn.Module, backbone: dict, weights: str | Path) -> 
     state = _read_file(weights) if isinstance(weights, Path) else _named(backbone, weights)
     # smp's timm-universal encoders keep the timm model under ``.model``; a file may
     # hold either's keys. (Not "most keys match": a truncated encoder has fewer.)
-    candidates = [encoder, *([encoder.model] if isinstance(getattr(encoder, "model", None),
-                                                            nn.Module) else [])]
+    candidates = [
+        encoder,
+        *([encoder.model] if isinstance(getattr(encoder, "model", None), nn.Module) else []),
+    ]
     target = max(candidates, key=lambda module: _matches(module, state))
     missing, unexpected = target.load_state_dict(state, strict=False)
     loaded = len(state) - len(unexpected)
     if loaded == 0:
-        raise ConfigError("backbone.weights", str(weights),
-                          f"none of its {len(state)} tensors match the {backbone['name']} encoder",
-                          fix=f"give weights of this backbone, or {NO_WEIGHTS_FIX}")
-    log.info("encoder weights %s: %d tensors loaded, %d missing, %d unexpected",
-             weights, loaded, len(missing), len(unexpected))
+        raise ConfigError(
+            "backbone.weights",
+            str(weights),
+            f"none of its {len(state)} tensors match the {backbone['name']} encoder",
+            fix=f"give weights of this backbone, or {NO_WEIGHTS_FIX}",
+        )
+    log.info(
+        "encoder weights %s: %d tensors loaded, %d missing, %d unexpected",
+        weights,
+        loaded,
+        len(missing),
+        len(unexpected),
+    )
 
 
 def _matches(module: nn.Module, state: dict) -> int:
@@ -50,8 +63,12 @@ def _matches(module: nn.Module, state: dict) -> int:
 
 def _read_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise ConfigError("backbone.weights", str(path), "no such file",
-                          fix=f"give the path of a .pth/.safetensors state dict, or {NO_WEIGHTS_FIX}")
+        raise ConfigError(
+            "backbone.weights",
+            str(path),
+            "no such file",
+            fix=f"give the path of a .pth/.safetensors state dict, or {NO_WEIGHTS_FIX}",
+        )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -71,21 +88,28 @@ def _named(backbone: dict, weights: str) -> dict[str, torch.Tensor]:
 
     allowed = NAMED_WEIGHTS.get(backbone["name"], [])
     if weights not in allowed:
-        raise ConfigError("backbone.weights", weights,
-                          f"no such named weights for backbone {backbone['name']}",
-                          allowed=allowed, fix=f"give a local file path, or {NO_WEIGHTS_FIX}")
+        raise ConfigError(
+            "backbone.weights",
+            weights,
+            f"no such named weights for backbone {backbone['name']}",
+            allowed=allowed,
+            fix=f"give a local file path, or {NO_WEIGHTS_FIX}",
+        )
     name = smp_encoder_name(backbone)
     cache = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
     try:
         encoder = smp.encoders.get_encoder(name, in_channels=3, depth=5, weights=weights)
     except Exception as err:  # hub, timm and smp each raise their own kind
         raise ConfigError(
-            "backbone.weights", weights,
+            "backbone.weights",
+            weights,
             f"the {weights} weights of {name} are not in the local cache ({cache}/hub); "
             f"segbench does not download at run time ({type(err).__name__}: {str(err)[:200]})",
-            fix=("download once where the network is reachable (e.g. "
-                 "`HF_HUB_OFFLINE=0 python -c \"import segmentation_models_pytorch as smp; "
-                 f"smp.encoders.get_encoder('{name}', weights='{weights}')\"`) and copy the "
-                 f"cache here, or give a file path, or {NO_WEIGHTS_FIX}"),
+            fix=(
+                "download once where the network is reachable (e.g. "
+                '`HF_HUB_OFFLINE=0 python -c "import segmentation_models_pytorch as smp; '
+                f"smp.encoders.get_encoder('{name}', weights='{weights}')\"`) and copy the "
+                f"cache here, or give a file path, or {NO_WEIGHTS_FIX}"
+            ),
         ) from None
     return encoder.state_dict()

@@ -32,8 +32,12 @@ def make_predictor(cfg: DictConfig, net: torch.nn.Module, hparams: dict):
         return torch_predictor(net, torch.device(cfg.device))
     if not cfg.get("model_path"):
         suffix = "model.onnx" if runtime == "onnxruntime" else "model_fp16.engine"
-        raise ConfigError("model_path", None, f"runtime={runtime} needs the exported model file",
-                          fix=f"pass model_path=logs/export/runs/<run>/{suffix}")
+        raise ConfigError(
+            "model_path",
+            None,
+            f"runtime={runtime} needs the exported model file",
+            fix=f"pass model_path=logs/export/runs/<run>/{suffix}",
+        )
     if runtime == "onnxruntime":
         from segbench.runtimes.onnx import OnnxModel
 

@@ -21,15 +21,26 @@ class Runtime:
         **tags: More tags (ONNX Runtime providers, threads).
     """
 
-    def __init__(self, name: str, logits: Callable[[torch.Tensor], torch.Tensor],
-                 device: str = "cpu", precision: str = "fp32", **tags) -> None:
+    def __init__(
+        self,
+        name: str,
+        logits: Callable[[torch.Tensor], torch.Tensor],
+        device: str = "cpu",
+        precision: str = "fp32",
+        **tags,
+    ) -> None:
         self.name, self.logits, self.device, self.precision = name, logits, device, precision
         self.tags = tags
 
 
-def latency_table(runtimes: Sequence[Runtime], input_size: Sequence[int],
-                  batch_sizes: Sequence[int] = (1, 4), warmup: int = 3, runs: int = 20,
-                  miou: dict[str, float] | None = None) -> list[dict]:
+def latency_table(
+    runtimes: Sequence[Runtime],
+    input_size: Sequence[int],
+    batch_sizes: Sequence[int] = (1, 4),
+    warmup: int = 3,
+    runs: int = 20,
+    miou: dict[str, float] | None = None,
+) -> list[dict]:
     """Median/p90 latency of every runtime at every batch size, on random normalised input.
 
     Returns:
@@ -47,25 +58,41 @@ def latency_table(runtimes: Sequence[Runtime], input_size: Sequence[int],
                 x = x.to(runtime.device)
             with torch.inference_mode():
                 timing = time_callable(lambda x=x, rt=runtime: rt.logits(x), warmup, runs, sync)
-            row = {"runtime": runtime.name, "precision": runtime.precision, "batch": batch,
-                   "input": [batch, 3, *input_size], **timing,
-                   "median_ms_per_image": timing["median_ms"] / batch,
-                   **device_tags(runtime.device), **runtime.tags}
+            row = {
+                "runtime": runtime.name,
+                "precision": runtime.precision,
+                "batch": batch,
+                "input": [batch, 3, *input_size],
+                **timing,
+                "median_ms_per_image": timing["median_ms"] / batch,
+                **device_tags(runtime.device),
+                **runtime.tags,
+            }
             if miou and runtime.name in miou:
                 row["miou"] = miou[runtime.name]
-            log.info("%s %s batch %d: median %.1f ms, p90 %.1f ms", runtime.name,
-                     runtime.precision, batch, timing["median_ms"], timing["p90_ms"])
+            log.info(
+                "%s %s batch %d: median %.1f ms, p90 %.1f ms",
+                runtime.name,
+                runtime.precision,
+                batch,
+                timing["median_ms"],
+                timing["p90_ms"],
+            )
             rows.append(row)
     return rows
 
 
 def format_table(rows: Sequence[dict]) -> str:
     """The rows as a markdown table (yolov5's benchmark layout, for segmentation)."""
-    lines = ["| runtime | precision | device | batch | median ms | p90 ms | ms/image | mIoU |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| runtime | precision | device | batch | median ms | p90 ms | ms/image | mIoU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         miou = f"{r['miou']:.4f}" if "miou" in r else "-"
-        lines.append(f"| {r['runtime']} | {r['precision']} | {r['device_type']} | {r['batch']} | "
-                     f"{r['median_ms']:.1f} | {r['p90_ms']:.1f} | "
-                     f"{r['median_ms_per_image']:.1f} | {miou} |")
+        lines.append(
+            f"| {r['runtime']} | {r['precision']} | {r['device_type']} | {r['batch']} | "
+            f"{r['median_ms']:.1f} | {r['p90_ms']:.1f} | "
+            f"{r['median_ms_per_image']:.1f} | {miou} |"
+        )
     return "\n".join(lines)

@@ -50,14 +50,22 @@ class OnnxModel:
 
     runtime = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str = "cpu", providers: list[str] | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        providers: list[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         path = Path(path)
         if not path.is_file():
-            raise DataError(path, "ONNX model not found",
-                            fix="pass the model.onnx written by `python export.py ckpt_path=...`")
+            raise DataError(
+                path,
+                "ONNX model not found",
+                fix="pass the model.onnx written by `python export.py ckpt_path=...`",
+            )
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -66,8 +74,13 @@ class OnnxModel:
         self.session = ort.InferenceSession(str(path), options, providers=self.providers)
         self.input = self.session.get_inputs()[0]
         self.output_name = self.session.get_outputs()[0].name
-        log.info("ONNX Runtime %s on %s, input %s %s", path, self.session.get_providers(),
-                 self.input.name, self.input.shape)
+        log.info(
+            "ONNX Runtime %s on %s, input %s %s",
+            path,
+            self.session.get_providers(),
+            self.input.name,
+            self.input.shape,
+        )
 
     @property
     def static_size(self) -> tuple[int, int] | None:
@@ -79,11 +92,14 @@ class OnnxModel:
         """Logits ``(N, num_classes, H, W)`` on the CPU for normalised images ``(N, 3, H, W)``."""
         size = self.static_size
         if size is not None and tuple(images.shape[-2:]) != size:
-            raise ConfigError("input_size", list(images.shape[-2:]),
-                              f"{self.path} was exported with a static input size {list(size)} "
-                              "(see static_reason in its export.json)",
-                              fix=f"feed {size[0]}x{size[1]} images or re-export with "
-                                  f"input_size=[{images.shape[-2]},{images.shape[-1]}]")
+            raise ConfigError(
+                "input_size",
+                list(images.shape[-2:]),
+                f"{self.path} was exported with a static input size {list(size)} "
+                "(see static_reason in its export.json)",
+                fix=f"feed {size[0]}x{size[1]} images or re-export with "
+                f"input_size=[{images.shape[-2]},{images.shape[-1]}]",
+            )
         array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
         (out,) = self.session.run([self.output_name], {self.input.name: array})
         return torch.from_numpy(out)
@@ -110,14 +126,22 @@ def static_shape_reason(net: torch.nn.Module) -> str | None:
             size = module.output_size
             sizes = size if isinstance(size, tuple) else (size, size)
             if any(s not in (1, None) for s in sizes):
-                return (f"{type(module).__name__}(output_size={size}) at '{name}' computes its "
-                        "kernel from the input size, which ONNX pooling fixes at export time")
+                return (
+                    f"{type(module).__name__}(output_size={size}) at '{name}' computes its "
+                    "kernel from the input size, which ONNX pooling fixes at export time"
+                )
     return None
 
 
-def export_onnx(net: torch.nn.Module, path: str | Path, input_size: Sequence[int],
-                dynamic: bool = True, exporter: str = "dynamo", opset: int = 18,
-                metadata: dict[str, str] | None = None) -> dict:
+def export_onnx(
+    net: torch.nn.Module,
+    path: str | Path,
+    input_size: Sequence[int],
+    dynamic: bool = True,
+    exporter: str = "dynamo",
+    opset: int = 18,
+    metadata: dict[str, str] | None = None,
+) -> dict:
     """Writes ``net`` (eval mode) to one ONNX file and says which shapes are dynamic.
 
     The batch is always dynamic. H and W are dynamic unless ``dynamic`` is
@@ -155,31 +179,51 @@ def export_onnx(net: torch.nn.Module, path: str | Path, input_size: Sequence[int
         # forward() crops the logits to the input's H, W, but torch.export cannot prove
         # it through every decoder and names the output dims with a formula (e.g.
         # Min(height, 16*(...))); the probe verified the sizes match, so say so.
-        for dim, name in zip(model.graph.output[0].type.tensor_type.shape.dim,
-                             ["batch", None, "height", "width"], strict=True):
+        for dim, name in zip(
+            model.graph.output[0].type.tensor_type.shape.dim,
+            ["batch", None, "height", "width"],
+            strict=True,
+        ):
             if name:
                 dim.dim_param = name
     for key, value in (metadata or {}).items():
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path))
-    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*model.graph.input, *model.graph.output]}
-    return {"exporter": exporter, "opset": opset,
-            "dynamic": {"batch": True, "height": reason is None, "width": reason is None},
-            "static_reason": reason, "input": {"name": INPUT_NAME, "shape": shapes[INPUT_NAME]},
-            "output": {"name": OUTPUT_NAME, "shape": shapes[OUTPUT_NAME]},
-            "export_s": round(export_s, 2)}
+    shapes = {
+        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in [*model.graph.input, *model.graph.output]
+    }
+    return {
+        "exporter": exporter,
+        "opset": opset,
+        "dynamic": {"batch": True, "height": reason is None, "width": reason is None},
+        "static_reason": reason,
+        "input": {"name": INPUT_NAME, "shape": shapes[INPUT_NAME]},
+        "output": {"name": OUTPUT_NAME, "shape": shapes[OUTPUT_NAME]},
+        "export_s": round(export_s, 2),
+    }
 
 
-def _torch_export(net: torch.nn.Module, path: Path, example: torch.Tensor, exporter: str,
-                  opset: int, dynamic_hw: bool) -> None:
+def _torch_export(
+    net: torch.nn.Module,
+    path: Path,
+    example: torch.Tensor,
+    exporter: str,
+    opset: int,
+    dynamic_hw: bool,
+) -> None:
     axes = {0: "batch", **({2: "height", 3: "width"} if dynamic_hw else {})}
-    kwargs: dict = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME],
-                    "opset_version": opset}
+    kwargs: dict = {
+        "input_names": [INPUT_NAME],
+        "output_names": [OUTPUT_NAME],
+        "opset_version": opset,
+    }
     if exporter == "dynamo":
-        dims = {i: torch.export.Dim(name, min=1 if i == 0 else getattr(net, "min_size", 32), max=8192)
-                for i, name in axes.items()}
+        dims = {
+            i: torch.export.Dim(name, min=1 if i == 0 else getattr(net, "min_size", 32), max=8192)
+            for i, name in axes.items()
+        }
         # Single file: the weights stay inside (fine below ONNX's 2 GB protobuf limit).
         kwargs |= {"dynamo": True, "dynamic_shapes": {"x": dims}, "external_data": False}
     else:
@@ -198,8 +242,9 @@ def _torch_export(net: torch.nn.Module, path: Path, example: torch.Tensor, expor
             logger.setLevel(level)
 
 
-def _probe(net: torch.nn.Module, path: Path, input_size: Sequence[int],
-           pad_multiple: int) -> str | None:
+def _probe(
+    net: torch.nn.Module, path: Path, input_size: Sequence[int], pad_multiple: int
+) -> str | None:
     """Runs the dynamic graph at batch 2 and a differently padded, odd size vs PyTorch."""
     h, w = (s + pad_multiple + 1 for s in input_size)
     x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(1))
@@ -209,6 +254,8 @@ def _probe(net: torch.nn.Module, path: Path, input_size: Sequence[int],
     diff = (got - ref).abs().max().item()
     if diff > 1e-3 * max(1.0, ref.abs().max().item()):
         agree = (got.argmax(1) == ref.argmax(1)).float().mean().item() * 100
-        return (f"the dynamic-shape graph disagrees with PyTorch at 2x3x{h}x{w} (max |logit "
-                f"diff| {diff:.3g}, argmax agreement {agree:.2f}%): some op fixed its shape")
+        return (
+            f"the dynamic-shape graph disagrees with PyTorch at 2x3x{h}x{w} (max |logit "
+            f"diff| {diff:.3g}, argmax agreement {agree:.2f}%): some op fixed its shape"
+        )
     return None

@@ -32,14 +32,20 @@ def import_tensorrt():
         import tensorrt as trt
     except ImportError:
         raise ConfigError(
-            "format", "tensorrt",
+            "format",
+            "tensorrt",
             "needs NVIDIA TensorRT's Python package `tensorrt`, which is not installed here",
             fix="on a machine with an NVIDIA GPU: pip install -e '.[trt]' (or the tensorrt wheel "
-                "matching your CUDA / JetPack); elsewhere use format=onnx and "
-                "evaluate.py runtime=onnxruntime") from None
+            "matching your CUDA / JetPack); elsewhere use format=onnx and "
+            "evaluate.py runtime=onnxruntime",
+        ) from None
     if not torch.cuda.is_available():
-        raise ConfigError("format", "tensorrt", "TensorRT needs a CUDA GPU and none is visible",
-                          fix="run on the target GPU, or use format=onnx")
+        raise ConfigError(
+            "format",
+            "tensorrt",
+            "TensorRT needs a CUDA GPU and none is visible",
+            fix="run on the target GPU, or use format=onnx",
+        )
     return trt
 
 
@@ -60,14 +66,18 @@ class CalibrationBatches:
         num_images: Use the first this many images (``None``: all).
     """
 
-    def __init__(self, dataset, input_size: Sequence[int], batch_size: int = 8,
-                 num_images: int | None = 64) -> None:
+    def __init__(
+        self, dataset, input_size: Sequence[int], batch_size: int = 8, num_images: int | None = 64
+    ) -> None:
         available = len(dataset)
         count = available if num_images is None else min(num_images, available)
         if count < batch_size:
-            raise ConfigError("tensorrt.calibration_images", num_images,
-                              f"gives {count} images, fewer than one batch of {batch_size}",
-                              fix="use more calibration images or a smaller calibration_batch_size")
+            raise ConfigError(
+                "tensorrt.calibration_images",
+                num_images,
+                f"gives {count} images, fewer than one batch of {batch_size}",
+                fix="use more calibration images or a smaller calibration_batch_size",
+            )
         self.dataset, self.input_size = dataset, tuple(input_size)
         self.batch_size, self.num_batches = batch_size, count // batch_size
 
@@ -86,13 +96,13 @@ class CalibrationBatches:
     def _image(self, index: int) -> torch.Tensor:
         image = self.dataset[index]["image"].float()
         if tuple(image.shape[-2:]) != self.input_size:
-            image = F.interpolate(image[None], size=self.input_size, mode="bilinear",
-                                  align_corners=False)[0]
+            image = F.interpolate(
+                image[None], size=self.input_size, mode="bilinear", align_corners=False
+            )[0]
         return image
 
 
-def make_calibrator(trt, batches: CalibrationBatches, cache_path: str | Path,
-                    device: str = "cuda"):
+def make_calibrator(trt, batches: CalibrationBatches, cache_path: str | Path, device: str = "cuda"):
     """An ``IInt8EntropyCalibrator2`` feeding ``batches`` and keeping a calibration cache.
 
     A cache that exists is used instead of calibrating again (delete it after
@@ -128,12 +138,18 @@ def make_calibrator(trt, batches: CalibrationBatches, cache_path: str | Path,
     return EntropyCalibrator()
 
 
-def build_engine(onnx_path: str | Path, engine_path: str | Path, precision: str = "fp32",
-                 min_shape: Sequence[int] = (1, 3, 32, 32), opt_shape: Sequence[int] = (1, 3, 360, 480),
-                 max_shape: Sequence[int] = (8, 3, 1024, 2048), workspace_gib: float = 4.0,
-                 timing_cache: str | Path | None = None,
-                 calibration: CalibrationBatches | None = None,
-                 calibration_cache: str | Path | None = None) -> Path:
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    precision: str = "fp32",
+    min_shape: Sequence[int] = (1, 3, 32, 32),
+    opt_shape: Sequence[int] = (1, 3, 360, 480),
+    max_shape: Sequence[int] = (8, 3, 1024, 2048),
+    workspace_gib: float = 4.0,
+    timing_cache: str | Path | None = None,
+    calibration: CalibrationBatches | None = None,
+    calibration_cache: str | Path | None = None,
+) -> Path:
     """Builds a serialized TensorRT engine from a segbench ONNX file.
 
     Args:
@@ -154,8 +170,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, precision: str 
     if precision not in PRECISIONS:
         raise ConfigError("precision", precision, "unknown precision", allowed=PRECISIONS)
     if precision == "int8" and calibration is None:
-        raise ConfigError("precision", precision, "INT8 needs calibration images",
-                          fix="set tensorrt.calibration_images > 0")
+        raise ConfigError(
+            "precision",
+            precision,
+            "INT8 needs calibration images",
+            fix="set tensorrt.calibration_images > 0",
+        )
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -171,29 +191,37 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, precision: str 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     profile = builder.create_optimization_profile()
-    profile.set_shape(network.get_input(0).name, tuple(min_shape), tuple(opt_shape), tuple(max_shape))
+    profile.set_shape(
+        network.get_input(0).name, tuple(min_shape), tuple(opt_shape), tuple(max_shape)
+    )
     config.add_optimization_profile(profile)
     if precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = make_calibrator(trt, calibration, calibration_cache
-                                                 or Path(engine_path).with_suffix(".calib"))
+        config.int8_calibrator = make_calibrator(
+            trt, calibration, calibration_cache or Path(engine_path).with_suffix(".calib")
+        )
         # Dynamic shapes calibrate at one shape: the profile's opt shape.
         calib_profile = builder.create_optimization_profile()
-        calib_profile.set_shape(network.get_input(0).name, calibration.shape, calibration.shape,
-                                calibration.shape)
+        calib_profile.set_shape(
+            network.get_input(0).name, calibration.shape, calibration.shape, calibration.shape
+        )
         config.set_calibration_profile(calib_profile)
     cache = None
     if timing_cache:
         timing_cache = Path(timing_cache)
-        cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+        cache = config.create_timing_cache(
+            timing_cache.read_bytes() if timing_cache.is_file() else b""
+        )
         config.set_timing_cache(cache, ignore_mismatch=False)
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise SegbenchError(f"{onnx_path}: TensorRT could not build a {precision} engine "
-                            "(see the TensorRT log above)")
+        raise SegbenchError(
+            f"{onnx_path}: TensorRT could not build a {precision} engine "
+            "(see the TensorRT log above)"
+        )
     engine_path = Path(engine_path)
     engine_path.write_bytes(bytes(serialized))
     if cache is not None:
@@ -219,29 +247,43 @@ class TensorRTModel:
         trt = import_tensorrt()
         path = Path(path)
         if not path.is_file():
-            raise DataError(path, "TensorRT engine not found",
-                            fix="build one with `python export.py ckpt_path=... format=tensorrt`")
+            raise DataError(
+                path,
+                "TensorRT engine not found",
+                fix="build one with `python export.py ckpt_path=... format=tensorrt`",
+            )
         self.path = path
         self.runtime_ = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime_.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
-            raise DataError(path, "TensorRT cannot deserialize this engine (built with another "
-                                  "TensorRT version or GPU?)", fix="rebuild it on this machine")
+            raise DataError(
+                path,
+                "TensorRT cannot deserialize this engine (built with another "
+                "TensorRT version or GPU?)",
+                fix="rebuild it on this machine",
+            )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input_name = next(n for n in names
-                               if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.input_name = next(
+            n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT
+        )
         self.output_name = next(n for n in names if n != self.input_name)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes, H, W)`` (float32, on the GPU)."""
         images = images.to("cuda", torch.float32).contiguous()
         if not self.context.set_input_shape(self.input_name, tuple(images.shape)):
-            raise ConfigError("input shape", list(images.shape),
-                              f"is outside the optimisation profile of {self.path}",
-                              fix="rebuild with tensorrt.max_batch / max_size covering it")
-        out = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)),
-                          dtype=torch.float32, device="cuda")
+            raise ConfigError(
+                "input shape",
+                list(images.shape),
+                f"is outside the optimisation profile of {self.path}",
+                fix="rebuild with tensorrt.max_batch / max_size covering it",
+            )
+        out = torch.empty(
+            tuple(self.context.get_tensor_shape(self.output_name)),
+            dtype=torch.float32,
+            device="cuda",
+        )
         self.context.set_tensor_address(self.input_name, images.data_ptr())
         self.context.set_tensor_address(self.output_name, out.data_ptr())
         stream = torch.cuda.current_stream()
