@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from segbench.config import run_checked
-from segbench.errors import user_error
+from segbench.errors import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -16,13 +16,9 @@ def main(cfg: DictConfig) -> float | None:
     from segbench.sweep import run_job
     from segbench.training import train
 
-    try:
+    with exit_on_user_error():
         # status.json, skipped pairs, failed jobs that don't stop a sweep, resume=auto.
         best = run_job(cfg, train)
-    except Exception as err:  # a SegbenchError, possibly inside Hydra's InstantiationException
-        if (user := user_error(err)) is None:
-            raise
-        raise SystemExit(f"error: {user}") from None
     # The returned value is what Hydra sweepers (e.g. Optuna) optimise.
     return best
 

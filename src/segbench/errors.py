@@ -1,5 +1,6 @@
 """Errors a person can act on: what is wrong, the bad value, what is allowed, the fix."""
 
+import contextlib
 import difflib
 from collections.abc import Iterable
 
@@ -60,3 +61,19 @@ def user_error(err: BaseException) -> SegbenchError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+@contextlib.contextmanager
+def exit_on_user_error():
+    """Ends the program with ``error: <message>`` (exit code 1) on a segbench error.
+
+    What the entry points wrap their work in: a :class:`SegbenchError`, also one
+    Hydra's ``instantiate`` wrapped, reads as one line naming the key or file and
+    the fix; any other exception keeps its traceback.
+    """
+    try:
+        yield
+    except Exception as err:
+        if (user := user_error(err)) is None:
+            raise
+        raise SystemExit(f"error: {user}") from None

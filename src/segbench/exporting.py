@@ -16,7 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from segbench.errors import ConfigError, SegbenchError, user_error
+from segbench.errors import ConfigError, SegbenchError, exit_on_user_error
 from segbench.evaluation import score_split, summarize, torch_predictor
 from segbench.models import load_network
 from segbench.runtimes.benchmark import Runtime, format_table, latency_table
@@ -345,12 +345,8 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
     def _main(cfg: DictConfig) -> None:
-        try:
+        with exit_on_user_error():
             export(cfg)
-        except Exception as err:  # a SegbenchError, possibly inside Hydra's InstantiationException
-            if (user := user_error(err)) is None:
-                raise
-            raise SystemExit(f"error: {user}") from None
 
     run_checked(_main)
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from segbench.budget import check_budget
 from segbench.config import CONFIG_DIR, run_checked
-from segbench.errors import ConfigError, user_error
+from segbench.errors import ConfigError, exit_on_user_error
 from segbench.flops import count_flops
 from segbench.latency import device_tags, time_callable
 
@@ -283,12 +283,8 @@ def summary(result: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="profile")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_user_error():
         print(summary(profile(cfg)))
-    except Exception as err:  # a SegbenchError, possibly inside Hydra's InstantiationException
-        if (user := user_error(err)) is None:
-            raise
-        raise SystemExit(f"error: {user}") from None
 
 
 if __name__ == "__main__":
