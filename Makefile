@@ -54,8 +54,8 @@ bench-latency: install ## Eager vs ONNX Runtime (vs CUDA/TensorRT) latency at 36
 	$(PY) -m bench.latency $(ARGS)
 
 bench-export: install ## Per-model export table: short CamVid run, ONNX export, parity, mIoU delta.
-	$(PY) bench/export_zoo.py --data-root $${SEGBENCH_CAMVID:-../shared/datasets/camvid} --steps 10 \
-		--export-args evaluate_images=40 bench.runs=5 bench.warmup=1 'bench.batch_sizes=[1]' $(ARGS)
+	$(PY) -m bench.export_zoo --steps 10 \
+		--export-args bench.runs=5 bench.warmup=1 'bench.batch_sizes=[1]' $(ARGS)
 
 bench-accuracy: install ## CamVid val mIoU of the zoo from scratch (reduced CPU recipe; ARGS=--full on a GPU).
 	$(PY) -m bench.accuracy $(ARGS)

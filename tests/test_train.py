@@ -50,6 +50,18 @@ def test_checkpoint_rebuilds_network_and_evaluate_agrees(train_cfg, tmp_path):
     assert (eval_dir / "eval.json").is_file()
 
 
+def test_metrics_count_epochs_trained_not_validations(train_cfg, tmp_path):
+    cfg = train_cfg(
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        "trainer.check_val_every_n_epoch=2",
+    )
+    metrics = train(cfg)
+    assert metrics["epochs"] == 3
+    assert metrics["validations"] == 1 and [r["epoch"] for r in metrics["history"]] == [1]
+
+
 def test_bad_monitor_fails_before_training(train_cfg):
     from segbench.errors import ConfigError
 

@@ -32,6 +32,8 @@ def test_offline_wandb_run_reads_back_what_was_logged(train_cfg, tmp_path):
         "callbacks.model_cost.latency_runs=2",
         "logger.wandb.log_model=true",
         "tags=[unit,wandb]",
+        "profile=true",
+        "profile_runtimes=[pytorch,onnxruntime,tensorrt]",
     )
     metrics = train(cfg)
     import wandb
@@ -54,6 +56,15 @@ def test_offline_wandb_run_reads_back_what_was_logged(train_cfg, tmp_path):
     assert run.summary["model/params"] == metrics["params"] == 312
     assert run.summary["model/gflops"] == pytest.approx(0.00086016)
     assert run.summary["model/latency_ms"] > 0 and run.summary["model/input_size"] == "64x96"
+    # The after-fit profile: latency per runtime (ONNX Runtime through an export), budget.
+    profile = json.loads((tmp_path / "profile.json").read_text())
+    for row in profile["latency"]:
+        key = f"{row['runtime']}_cpu_fp32_b{row['batch']}"
+        assert run.summary[f"profile/latency_ms/{key}"] == pytest.approx(row["median_ms"])
+    assert {r["runtime"] for r in profile["latency"]} == {"pytorch", "onnxruntime"}
+    assert run.summary["profile/gflops"] == pytest.approx(0.00086016)
+    assert "profile/skipped/tensorrt" in run.summary  # not installable here: its reason
+    assert any(k.startswith("profile/headroom_pct/urban_") for k in run.summary)
     # Prediction overlays: an image per logged sample, [input | truth | prediction] wide.
     images = run.series("val/predictions")
     assert len(images) == 2 and images[-1]["count"] == 2
@@ -64,6 +75,31 @@ def test_offline_wandb_run_reads_back_what_was_logged(train_cfg, tmp_path):
     # The other loggers of the same run.
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert "model/gflops" in (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_profile_after_fit_times_each_runtime_and_reaches_the_loggers(train_cfg, tmp_path):
+    cfg = train_cfg(
+        *TINY,
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        "callbacks.model_cost=null",
+        "profile=true",
+        "profile_runtimes=[pytorch,onnxruntime,tensorrt]",
+    )
+    train(cfg)
+    profile = json.loads((tmp_path / "profile.json").read_text())
+    batches = sorted({1, cfg.data.batch_size})
+    timed = sorted((r["runtime"], r["batch"]) for r in profile["latency"])
+    assert timed == sorted((rt, b) for rt in ("onnxruntime", "pytorch") for b in batches)
+    assert all(r["median_ms"] > 0 and r["input_size"] == [64, 96] for r in profile["latency"])
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        (trt,) = [s for s in profile["skipped"] if s["runtime"] == "tensorrt"]
+        assert "tensorrt" in trt["reason"].lower()
+    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "profile/latency_ms/onnxruntime_cpu_fp32_b1" in header
+    assert "profile/gflops" in header
 
 
 def test_reader_keeps_complete_records_of_a_killed_run_and_refuses_other_files(tmp_path):

@@ -29,6 +29,7 @@ class MetricsJSON(L.Callback):
         self.history: list[dict] = []
         self.best: dict | None = None
         self.wall_time_s = 0.0
+        self.epochs_done = 0
         self._start = time.monotonic()
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -52,6 +53,9 @@ class MetricsJSON(L.Callback):
         if trainer.is_global_zero:
             self.write(trainer, pl_module)
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epochs_done = max(self.epochs_done, trainer.current_epoch + 1)
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero and self.best is not None:
             self.write(trainer, pl_module)
@@ -70,7 +74,9 @@ class MetricsJSON(L.Callback):
             "per_class_iou": {
                 k.split("/iou_", 1)[1]: v for k, v in best.items() if k.startswith("val/iou_")
             },
-            "epochs": len(self.history),
+            # epochs trained; with check_val_every_n_epoch > 1 there are fewer validations
+            "epochs": max([self.epochs_done] + [r["epoch"] + 1 for r in self.history]),
+            "validations": len(self.history),
             "params": params,
             "trainable_params": trainable,
             "wall_time_s": round(self.wall_time_s, 2),
@@ -84,12 +90,18 @@ class MetricsJSON(L.Callback):
         os.replace(tmp, self.path)
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "best": self.best, "wall_time_s": self.wall_time_s}
+        return {
+            "history": self.history,
+            "best": self.best,
+            "wall_time_s": self.wall_time_s,
+            "epochs_done": self.epochs_done,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = state_dict["history"]
         self.best = state_dict["best"]
         self.wall_time_s = state_dict["wall_time_s"]
+        self.epochs_done = state_dict.get("epochs_done", 0)
 
 
 def _number(value) -> float:

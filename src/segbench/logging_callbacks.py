@@ -104,6 +104,46 @@ def overlays(
     return panels.round().astype(np.uint8)
 
 
+def profile_figures(result: dict) -> dict:
+    """A profile (``segbench.profiling``) as flat run-summary keys under ``profile/``.
+
+    ``profile/latency_ms/<runtime>_<device type>_<precision>_b<batch>`` (median),
+    ``profile/headroom_pct/<scenario>_<device>_<precision>`` (the budget check) and,
+    as text, ``profile/skipped/<runtime>`` with the reason a runtime was not timed.
+    """
+    figures: dict = {
+        "profile/params": result["params"]["total"],
+        "profile/gflops": result["flops"]["gflops"],
+        "profile/input_size": "x".join(str(v) for v in result["input_size"]),
+    }
+    for r in result.get("latency", []):
+        key = f"{r['runtime']}_{r['device_type']}_{r['precision']}_b{r['batch']}"
+        figures[f"profile/latency_ms/{key}"] = r["median_ms"]
+    for r in result.get("budget", []):
+        key = f"{r['scenario']}_{r['device']}_{r['precision']}"
+        figures[f"profile/headroom_pct/{key}"] = r["headroom_pct"]
+    for r in result.get("skipped", []):
+        figures.setdefault(f"profile/skipped/{r['runtime']}", r["reason"])
+    return figures
+
+
+def log_profile(loggers: list, result: dict, step: int) -> None:
+    """Puts the after-fit profile into every logger (W&B: the run summary; others: numbers)."""
+    log_summary(loggers, profile_figures(result), step)
+
+
+def log_summary(loggers: list, figures: dict, step: int) -> None:
+    """W&B gets ``figures`` in the run summary; other loggers their numbers at ``step``."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.summary.update(figures)
+        else:
+            logger.log_metrics(
+                {k: v for k, v in figures.items() if isinstance(v, int | float)}, step=step
+            )
+            logger.save()
+
+
 class ModelCost(L.Callback):
     """Puts parameters, GFLOPs and latency at the training input size into the run summary.
 
@@ -123,16 +163,7 @@ class ModelCost(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or not trainer.loggers:
             return
-        figures = self.measure(pl_module)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.summary.update(figures)
-            else:
-                logger.log_metrics(
-                    {k: v for k, v in figures.items() if isinstance(v, int | float)},
-                    step=trainer.global_step,
-                )
-                logger.save()
+        log_summary(trainer.loggers, self.measure(pl_module), trainer.global_step)
 
     def measure(self, pl_module: L.LightningModule) -> dict:
         """``model/params``, ``model/gflops``, ``model/latency_ms`` (median) and where measured."""

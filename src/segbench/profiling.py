@@ -241,6 +241,7 @@ def profile_trained(net: nn.Module, cfg: DictConfig, path: Path) -> dict:
             net,
             cfg.data.image_size,
             cfg.data.batch_size,
+            runtimes=cfg.get("profile_runtimes") or ("pytorch",),
             budget=cfg.get("budget"),
             warmup=2,
             runs=10,
