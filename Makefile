@@ -54,7 +54,7 @@ bench-latency: install ## Eager vs ONNX Runtime (vs CUDA/TensorRT) latency at 36
 	$(PY) -m bench.latency $(ARGS)
 
 bench-export: install ## Per-model export table: short CamVid run, ONNX export, parity, mIoU delta.
-	$(PY) -m bench.export_zoo --steps 10 \
+	$(PY) -m bench.export_zoo --steps 46 --train-args augment=crop data.batch_size=8 \
 		--export-args bench.runs=5 bench.warmup=1 'bench.batch_sizes=[1]' $(ARGS)
 
 bench-accuracy: install ## CamVid val mIoU of the zoo from scratch (reduced CPU recipe; ARGS=--full on a GPU).

@@ -1,6 +1,7 @@
 """The per-model export table: train short, export to ONNX, parity, mIoU delta, CPU latency.
 
     python -m bench.export_zoo [--data-root ../shared/datasets/camvid] [--steps 100]
+        [--train-args augment=crop ...] [--export-args bench.runs=50 ...]
         [--models unet pspnet] [--backbones mobilenet resnet50] [--out logs/bench/export]
 
 For every model of ``conf/model/`` on each backbone (MobileNetV2 at width 0.5,
@@ -44,6 +45,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="training batches (one epoch)")
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench" / "export")
     parser.add_argument(
+        "--train-args",
+        nargs="*",
+        default=[],
+        help="extra train.py overrides, e.g. augment=crop data.batch_size=8",
+    )
+    parser.add_argument(
         "--export-args",
         nargs="*",
         default=[],
@@ -79,6 +86,7 @@ def main() -> None:
                         "callbacks.model_cost=null",
                         "callbacks.rich_progress_bar=null",
                         f"hydra.run.dir={run_dir / 'train'}",
+                        *args.train_args,
                     ],
                 )
             run(
@@ -101,7 +109,11 @@ def main() -> None:
         "export",
         {
             "machine": machine(),
-            "recipe": {"train_batches": args.steps, "export_args": args.export_args},
+            "recipe": {
+                "train_batches": args.steps,
+                "train_args": args.train_args,
+                "export_args": args.export_args,
+            },
             "table": table,
             "runs": reports,
         },

@@ -256,6 +256,8 @@ def _probe(
         agree = (got.argmax(1) == ref.argmax(1)).float().mean().item() * 100
         return (
             f"the dynamic-shape graph disagrees with PyTorch at 2x3x{h}x{w} (max |logit "
-            f"diff| {diff:.3g}, argmax agreement {agree:.2f}%): some op fixed its shape"
+            f"diff| {diff:.3g}, argmax agreement {agree:.2f}%), so it is exported at a "
+            "static H/W (an op that fixed its shape, or one that computes differently in ONNX "
+            "Runtime)"
         )
     return None
