@@ -91,3 +91,20 @@ def test_missing_dataset_root_is_one_line_not_a_traceback(tmp_path):
     error = proc.stderr[proc.stderr.index("error: ") :]
     assert error.startswith(f"error: {missing}: dataset root does not exist")
     assert "fix: set data.root" in error
+
+
+def test_experiment_logger_settings_without_the_logger_are_ignored(train_cfg, tmp_path, caplog):
+    # experiment=arch_comparison sets logger.wandb.project; logger=csv then leaves that
+    # setting without a _target_, which must not fail every job of the sweep.
+    cfg = train_cfg(
+        "experiment=arch_comparison",
+        "hydra.mode=RUN",
+        "logger=csv",
+        "profile=false",
+        "debug=fdr",
+        "backbone.width=0.35",
+    )
+    assert "_target_" not in cfg.logger.wandb
+    train(cfg)
+    assert "logger.wandb has settings but no _target_" in caplog.text
+    assert (tmp_path / "csv").is_dir()

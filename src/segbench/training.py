@@ -56,8 +56,8 @@ def train(cfg: DictConfig) -> dict:
     if cfg.init.get("checkpoint"):
         load_matching(module.net, cfg.init.checkpoint)
 
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    callbacks = instantiate_group(cfg, "callbacks")
+    loggers = instantiate_group(cfg, "logger")
     check_monitor(cfg, module)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
@@ -85,6 +85,31 @@ def train(cfg: DictConfig) -> dict:
             metrics_file,
         )
     return metrics
+
+
+def instantiate_group(cfg: DictConfig, group: str) -> list:
+    """Instantiates every entry of ``cfg.<group>`` (loggers, callbacks) that names a ``_target_``.
+
+    An entry without one is a leftover setting, e.g. ``experiment=arch_comparison``
+    sets ``logger.wandb.project`` and the command line then picks ``logger=csv``:
+    it is ignored with a warning instead of failing the run.
+    """
+    objects = []
+    for name, node in (cfg.get(group) or {}).items():
+        if not node:
+            continue
+        if "_target_" not in node:
+            log.warning(
+                "%s.%s has settings but no _target_ (its config is not selected: add it, "
+                "e.g. %s=[...,%s]); ignored",
+                group,
+                name,
+                group,
+                name,
+            )
+            continue
+        objects.append(instantiate(node))
+    return objects
 
 
 def check_monitor(cfg: DictConfig, module: SegmentationModule) -> None:
