@@ -29,7 +29,6 @@ class MetricsJSON(L.Callback):
         self.history: list[dict] = []
         self.best: dict | None = None
         self.wall_time_s = 0.0
-        self.epochs_done = 0
         self._start = time.monotonic()
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -51,16 +50,14 @@ class MetricsJSON(L.Callback):
         if self.best is None or (not math.isnan(value) and value > self.best[self.monitor]):
             self.best = row
         if trainer.is_global_zero:
-            self.write(trainer, pl_module)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.epochs_done = max(self.epochs_done, trainer.current_epoch + 1)
+            # trainer.current_epoch counts completed epochs: the one validated is not yet
+            self.write(trainer, pl_module, epochs=trainer.current_epoch + 1)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero and self.best is not None:
-            self.write(trainer, pl_module)
+            self.write(trainer, pl_module, epochs=trainer.current_epoch)
 
-    def write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def write(self, trainer: L.Trainer, pl_module: L.LightningModule, epochs: int) -> None:
         self.wall_time_s = time.monotonic() - self._start
         params = sum(p.numel() for p in pl_module.parameters())
         trainable = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
@@ -75,7 +72,7 @@ class MetricsJSON(L.Callback):
                 k.split("/iou_", 1)[1]: v for k, v in best.items() if k.startswith("val/iou_")
             },
             # epochs trained; with check_val_every_n_epoch > 1 there are fewer validations
-            "epochs": max([self.epochs_done] + [r["epoch"] + 1 for r in self.history]),
+            "epochs": epochs,
             "validations": len(self.history),
             "params": params,
             "trainable_params": trainable,
@@ -90,18 +87,12 @@ class MetricsJSON(L.Callback):
         os.replace(tmp, self.path)
 
     def state_dict(self) -> dict:
-        return {
-            "history": self.history,
-            "best": self.best,
-            "wall_time_s": self.wall_time_s,
-            "epochs_done": self.epochs_done,
-        }
+        return {"history": self.history, "best": self.best, "wall_time_s": self.wall_time_s}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = state_dict["history"]
         self.best = state_dict["best"]
         self.wall_time_s = state_dict["wall_time_s"]
-        self.epochs_done = state_dict.get("epochs_done", 0)
 
 
 def _number(value) -> float:

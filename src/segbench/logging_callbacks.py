@@ -127,11 +127,6 @@ def profile_figures(result: dict) -> dict:
     return figures
 
 
-def log_profile(loggers: list, result: dict, step: int) -> None:
-    """Puts the after-fit profile into every logger (W&B: the run summary; others: numbers)."""
-    log_summary(loggers, profile_figures(result), step)
-
-
 def log_summary(loggers: list, figures: dict, step: int) -> None:
     """W&B gets ``figures`` in the run summary; other loggers their numbers at ``step``."""
     for logger in loggers:

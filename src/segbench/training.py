@@ -68,11 +68,12 @@ def train(cfg: DictConfig) -> dict:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     if cfg.get("profile") and trainer.is_global_zero:
-        from segbench.logging_callbacks import log_profile
+        from segbench.logging_callbacks import log_summary, profile_figures
         from segbench.profiling import profile_trained
 
         result = profile_trained(module.net, cfg, out / "profile.json")
-        log_profile(loggers, result, trainer.global_step)
+        # W&B: the run summary under profile/; other loggers: the numbers.
+        log_summary(loggers, profile_figures(result), trainer.global_step)
 
     metrics_file = out / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
