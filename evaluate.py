@@ -9,7 +9,7 @@ from segbench.errors import exit_on_user_error
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    from segbench.evaluation import evaluate
+    from segbench.evaluation.evaluate import evaluate
 
     with exit_on_user_error():
         evaluate(cfg)

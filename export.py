@@ -13,7 +13,7 @@ from segbench.errors import exit_on_user_error
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 def main(cfg: DictConfig) -> None:
-    from segbench.exporting import export
+    from segbench.deploy.export import export
 
     with exit_on_user_error():
         export(cfg)

@@ -13,8 +13,8 @@ from segbench.errors import exit_on_user_error
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from segbench.sweep import run_job
-    from segbench.training import train
+    from segbench.training.sweep import run_job
+    from segbench.training.train import train
 
     with exit_on_user_error():
         # status.json, skipped pairs, failed jobs that don't stop a sweep, resume=auto.

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 def machine() -> dict:
     """CPU model, cores, GPU, versions, date: the header every figure carries."""
-    from segbench.latency import device_tags
+    from segbench.runtimes.latency import device_tags
 
     tags = device_tags("cpu")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None

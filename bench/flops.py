@@ -69,8 +69,8 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="include resnext_wsl (slow)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    from segbench.flops import count_flops
     from segbench.models import build_network
+    from segbench.profiling.flops import count_flops
 
     rows = []
     for model, backbone in pairs(args.all):

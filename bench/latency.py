@@ -5,7 +5,7 @@ SegNet-Basic bring their own encoders) at 360x480 (CamVid) and 1024x512
 (half-resolution Cityscapes, H x W = 512 x 1024), with random weights (latency
 does not depend on them). Rows come from segbench's own profiling code
 (``segbench.profiling.profile_network``): eager on every device there is,
-ONNX Runtime through ``segbench.exporting.latency_rows`` (the network exported
+ONNX Runtime through ``segbench.profiling.latency.exported_latency`` (the network exported
 to a temporary dynamic-shape ONNX file, parity-probed), TensorRT and CUDA
 fp16/bf16 where a GPU and TensorRT are present, skipped with the reason
 otherwise.
@@ -60,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from segbench.models import build_network
-    from segbench.profiling import profile_network
+    from segbench.profiling.profile import profile_network
 
     devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
     runtimes = ("pytorch", "onnxruntime", "tensorrt")

@@ -67,7 +67,7 @@ def bare_loop(net, loss_fn, optimizer, batches) -> list[float]:
 
 
 def segbench_loop(cfg, module, batches, tmp_index: int) -> list[float]:
-    from segbench.checkpoint import AtomicCheckpointIO
+    from segbench.training.checkpoint_io import AtomicCheckpointIO
 
     timer = StepTimer()
     callbacks = [
@@ -99,7 +99,7 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     cfg = compose("train", ["logger=csv", "trainer.accelerator=cpu", "scheduler=none", *overrides])
 
-    from segbench.module import SegmentationModule
+    from segbench.training.module import SegmentationModule
 
     torch.manual_seed(0)
     template = SegmentationModule(

@@ -9,7 +9,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-import segbench  # noqa: F401  (sets the offline defaults before anything imports wandb)
+import segbench.config  # noqa: F401  (offline defaults before wandb; the OmegaConf resolvers)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "conf"

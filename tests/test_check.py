@@ -59,7 +59,7 @@ def test_checker_passes_a_clean_dataset_and_refuses_bad_options(tmp_path, capsys
 @pytest.mark.slow
 def test_training_skips_damaged_files_when_asked(train_cfg, tmp_path, caplog):
     from segbench.errors import DataError
-    from segbench.training import train
+    from segbench.training.train import train
 
     root = write_camvid(tmp_path / "camvid", n=8)
     _damage(root)

@@ -8,8 +8,8 @@ import pytest
 from cityscapesscripts.helpers.labels import labels
 from PIL import Image
 
-from segbench.cityscapes_eval import evaluate_predictions
 from segbench.errors import DataError
+from segbench.evaluation.cityscapes import evaluate_predictions
 
 LABEL_IDS = [lab.id for lab in labels if lab.id >= 0]
 INSTANCE_IDS = [lab.id for lab in labels if lab.hasInstances]  # caravan/trailer included

@@ -93,7 +93,7 @@ def test_build_loss_takes_weights_from_the_train_split(tmp_path):
     from hydra.utils import instantiate
     from tests.conftest import compose_config
 
-    from segbench.losses import build_loss
+    from segbench.training.losses import build_loss
 
     root = write_camvid(tmp_path / "camvid", splits=("train", "val"))
     cfg = compose_config(

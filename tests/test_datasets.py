@@ -29,7 +29,7 @@ from segbench.data.folder import ImageMaskFolder
 from segbench.data.lane import RAW_IDS, SUBMISSION_IDS, LaneSegmentation, decode
 from segbench.data.pets import OxfordPets
 from segbench.errors import ConfigError, DataError
-from segbench.training import train
+from segbench.training.train import train
 
 
 def test_cityscapes_label_ids_become_train_ids(tmp_path):

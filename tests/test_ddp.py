@@ -14,9 +14,9 @@ from tests.conftest import ROOT, SYNTHETIC
 from tests.test_sweep import TINY
 from torch.utils.data import DistributedSampler
 
-from segbench.module import SegmentationModule
-from segbench.scale import unpadded_count
-from segbench.training import train
+from segbench.training.distributed import unpadded_count
+from segbench.training.module import SegmentationModule
+from segbench.training.train import train
 
 
 @pytest.mark.parametrize("n, replicas, batch", [(5, 2, 2), (7, 3, 2), (8, 2, 3), (1, 2, 1)])
@@ -37,7 +37,6 @@ def test_unpadded_count_scores_every_sample_exactly_once(n, replicas, batch):
 
 def _build(cfg):
     datamodule = instantiate(cfg.data, augment=[])
-    datamodule.prepare_data()
     datamodule.setup("fit")
     L.seed_everything(0)
     module = SegmentationModule(
@@ -63,7 +62,7 @@ def test_two_process_gloo_validation_equals_one_process(train_cfg):
         enable_progress_bar=False,
         enable_checkpointing=False,
     )
-    (one,) = single.validate(module, datamodule=datamodule, verbose=False)
+    (one,) = single.validate(module, dataloaders=datamodule.val_dataloader(), verbose=False)
 
     module.load_state_dict(state)
     ddp = L.Trainer(
@@ -76,7 +75,7 @@ def test_two_process_gloo_validation_equals_one_process(train_cfg):
             start_method="spawn", process_group_backend="gloo"
         ),
     )
-    (two,) = ddp.validate(module, datamodule=datamodule, verbose=False)
+    (two,) = ddp.validate(module, dataloaders=datamodule.val_dataloader(), verbose=False)
     assert set(one) == set(two)
     for key in one:
         assert two[key] == pytest.approx(one[key], abs=1e-6, nan_ok=True), key

@@ -11,9 +11,9 @@ from tests.conftest import compose_config
 from tests.test_cityscapes_eval import make_fixture, official
 
 from segbench.errors import ConfigError
-from segbench.evaluation import evaluate, markdown_table, summarize
-from segbench.training import train
-from segbench.visualize import colorize
+from segbench.evaluation.evaluate import evaluate, markdown_table, summarize
+from segbench.evaluation.visualize import colorize
+from segbench.training.train import train
 
 
 def test_evaluate_writes_report_and_agrees_with_training(train_cfg, tmp_path):

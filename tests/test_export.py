@@ -13,9 +13,10 @@ from tests.conftest import SYNTHETIC, compose_config
 from torch import nn
 
 from segbench.config import group_options
+from segbench.deploy.export import export
+from segbench.deploy.parity import parity
 from segbench.errors import ConfigError
-from segbench.evaluation import evaluate
-from segbench.exporting import export, parity
+from segbench.evaluation.evaluate import evaluate
 from segbench.models.base import SegmentationNetwork
 from segbench.runtimes.onnx import OnnxModel, export_onnx
 from segbench.runtimes.tensorrt import (
@@ -121,12 +122,15 @@ def _tiny_checkpoint(tmp_path, data_dir) -> str:
     from hydra.utils import instantiate
 
     datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
     torch.manual_seed(0)
     net = TinyNet(num_classes=cfg.data.num_classes)
     ckpt = {
         "hyper_parameters": {
-            "net": {"_target_": "tests.test_export.TinyNet", "num_classes": cfg.data.num_classes},
+            # A network class of the tests, already imported: what a checkpoint may name.
+            "net": {
+                "_target_": f"{TinyNet.__module__}.TinyNet",
+                "num_classes": cfg.data.num_classes,
+            },
             "data": datamodule.meta,
             "datamodule": datamodule_cfg,
         },

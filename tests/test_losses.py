@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from tests.conftest import compose_config
 
-from segbench.losses import (
+from segbench.evaluation.metrics import ConfusionMatrix
+from segbench.training.losses import (
     BoundaryWeightedCE,
     CEDiceLoss,
     CrossEntropyLoss,
@@ -18,7 +19,6 @@ from segbench.losses import (
     build_loss,
     unet_weight_map,
 )
-from segbench.metrics import ConfusionMatrix
 
 IGNORE = 255
 LOSSES = {

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from segbench.metrics import ConfusionMatrix, scores
+from segbench.evaluation.metrics import ConfusionMatrix, scores
 
 
 def test_scores_against_hand_computed_values():

@@ -18,8 +18,8 @@ from segbench.errors import ConfigError
 from segbench.models import ERFNet, build_network, check_compatible, load_network
 from segbench.models.fcn import BilinearDeconv, bilinear_kernel
 from segbench.models.init import initialize
-from segbench.models.listing import model_config, valid_pairs
 from segbench.models.transfer import load_matching
+from segbench.profiling.zoo import model_config, valid_pairs
 
 NUM_CLASSES = 5
 SMALL = {"mobilenet": {"width": 0.35}}  # the cheapest variant of each backbone for tests
@@ -247,7 +247,7 @@ def test_model_picks_its_own_backbone(train_cfg):
 
 
 def test_train_refuses_wrong_backbone_before_building(train_cfg):
-    from segbench.training import train
+    from segbench.training.train import train
 
     with pytest.raises(
         ConfigError, match=r"(?s)backbone='resnet50'.*ERFNet.*fix: use backbone=erfnet"
@@ -313,7 +313,7 @@ def test_transfer_encoder_stage_into_full_erfnet(tmp_path):
 
 @pytest.mark.parametrize("model", ["fcn", "unet", "pspnet", "deeplabv3plus", "erfnet", "segnet"])
 def test_fast_dev_run_each_model(model, train_cfg):
-    from segbench.training import train
+    from segbench.training.train import train
 
     extra = {"erfnet": [], "segnet": ["backbone=segnet_basic"]}.get(model, ["backbone.width=0.35"])
     train(train_cfg(f"model={model}", *extra, "debug=fdr", "data.batch_size=2"))
@@ -321,7 +321,7 @@ def test_fast_dev_run_each_model(model, train_cfg):
 
 @pytest.mark.slow
 def test_erfnet_two_stage_training(train_cfg, tmp_path):
-    from segbench.training import train
+    from segbench.training.train import train
 
     one_batch = [
         "trainer.max_epochs=1",
@@ -342,3 +342,43 @@ def test_erfnet_two_stage_training(train_cfg, tmp_path):
         full.encoder.named_parameters(), encoder.named_parameters(), strict=True
     ):
         assert torch.equal(loaded, trained), name
+
+
+def test_a_new_smp_backbone_is_one_yaml(tmp_path, train_cfg):
+    # conf/backbone/resnet18.yaml as the README's "Add a backbone" shows it, found through
+    # Hydra's searchpath: no Python table changes, and model=unet trains on it.
+    folder = tmp_path / "extra_conf" / "backbone"
+    folder.mkdir(parents=True)
+    (folder / "resnet18.yaml").write_text(
+        "name: resnet18\nencoder: resnet18\nweights: null\nnamed_weights: [imagenet]\n"
+    )
+    from segbench.training.train import train
+
+    cfg = train_cfg(
+        f"hydra.searchpath=[file://{tmp_path / 'extra_conf'}]",
+        "backbone=resnet18",
+        "model=unet",
+        "debug=fdr",
+    )
+    assert cfg.backbone.encoder == "resnet18"
+    metrics = train(cfg)
+    assert metrics["params"] == pytest.approx(14.33e6, rel=0.01)  # smp's U-Net/ResNet-18
+
+
+def test_own_encoder_backbone_is_refused_by_smp_models():
+    from segbench.models import check_compatible
+
+    with pytest.raises(ConfigError, match="Unet does not take this backbone") as err:
+        check_compatible({"_target_": "segbench.models.Unet"}, {"name": "erfnet"})
+    assert "mobilenet" in str(err.value) and "resnet50" in str(err.value)
+
+
+def test_checkpoints_from_before_the_backbone_yamls_named_encoders_still_load():
+    from segbench.models.backbones import smp_encoder_name
+
+    with pytest.warns(DeprecationWarning, match="read as resnext101_32x8d"):
+        assert smp_encoder_name({"name": "resnext_wsl"}) == "resnext101_32x8d"
+    with pytest.warns(DeprecationWarning):
+        assert smp_encoder_name({"name": "mobilenet", "version": "v3", "width": 0.75}) == (
+            "tu-mobilenetv3_large_075"
+        )

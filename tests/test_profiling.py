@@ -8,11 +8,12 @@ import torch
 from tests.conftest import compose_config
 from torch import nn
 
-from segbench.budget import check_budget, frame_budget
 from segbench.errors import ConfigError
-from segbench.flops import count_flops
 from segbench.models import build_network
-from segbench.profiling import profile, pytorch_latency
+from segbench.profiling.budget import check_budget, frame_budget
+from segbench.profiling.flops import count_flops
+from segbench.profiling.latency import pytorch_latency
+from segbench.profiling.profile import profile
 
 SIZE = (64, 96)
 
@@ -206,7 +207,7 @@ def test_cuda_rows_per_precision():
 
 
 def test_onnxruntime_rows_beside_eager_and_tensorrt_skipped_with_reason():
-    from segbench.profiling import profile_network
+    from segbench.profiling.profile import profile_network
 
     result = profile_network(
         unet_mobilenet(),

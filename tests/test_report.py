@@ -11,7 +11,8 @@ import yaml
 from PIL import Image
 
 from segbench.errors import DataError
-from segbench.report import main, pareto_front, write_report
+from segbench.evaluation.plots import pareto_front
+from segbench.evaluation.report import main, write_report
 
 
 def fake_run(

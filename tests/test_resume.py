@@ -12,12 +12,12 @@ import torch
 from tests.conftest import ROOT, SYNTHETIC
 from tests.test_sweep import TINY
 
-from segbench.checkpoint import AtomicCheckpointIO
-from segbench.resume import resume_checkpoint
+from segbench.training.checkpoint_io import AtomicCheckpointIO
+from segbench.training.resume import resume_checkpoint
 
 _WRITER = """
 import sys, torch
-from segbench.checkpoint import AtomicCheckpointIO
+from segbench.training.checkpoint_io import AtomicCheckpointIO
 io, path = AtomicCheckpointIO(), sys.argv[1]
 state = {"w": torch.randn(4_000_000)}
 io.save_checkpoint({"step": 0, **state}, path)

@@ -11,8 +11,9 @@ from omegaconf import OmegaConf
 from tests.conftest import ROOT, SYNTHETIC, compose_config
 
 from segbench.errors import ConfigError
-from segbench.sweep import SweepCallback, read_status, run_job, summarize, write_status
-from segbench.wandb_offline import find_runs, read_run
+from segbench.training.status import read_status, write_status
+from segbench.training.sweep import SweepCallback, run_job, summarize
+from segbench.training.wandb_offline import find_runs, read_run
 
 TINY = ["model=tiny", f"hydra.searchpath=[file://{ROOT / 'tests' / 'sweep_configs'}]"]
 
@@ -250,10 +251,9 @@ def test_sweep_where_every_run_fails_exits_nonzero(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_writes_the_comparison_report(tmp_path):
-    pytest.importorskip("segbench.report")  # the report module lands with the "evaluate" branch
     _train(tmp_path, "-m", "experiment=arch_comparison", *GRID)
     sweep = tmp_path / "logs" / "arch_comparison" / "multiruns" / "synthetic"
-    from segbench.report import write_report
+    from segbench.evaluation.report import write_report
 
     written = write_report(sweep)
     assert written and all(Path(p).is_file() for p in written.values())

@@ -7,9 +7,9 @@ import pytest
 import torch
 from tests.conftest import ROOT, compose_config
 
-from segbench.evaluation import evaluate
+from segbench.evaluation.evaluate import evaluate
 from segbench.models import load_network
-from segbench.training import train
+from segbench.training.train import train
 
 
 def test_fast_dev_run_synthetic(train_cfg):

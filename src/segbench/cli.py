@@ -10,11 +10,17 @@ import sys
 from segbench.errors import closest_first
 
 COMMANDS = {
-    "models": ("segbench.models.listing", "list the model zoo with params and FLOPs"),
+    "models": ("segbench.profiling.zoo", "list the model zoo with params and FLOPs"),
     "check": ("segbench.data.check", "check a dataset: counts, sizes, labels, problems"),
-    "profile": ("segbench.profiling", "params, FLOPs, latency and real-time budget of a model"),
-    "report": ("segbench.report", "architecture comparison table from a sweep or runs dir"),
-    "export": ("segbench.exporting", "export a checkpoint (ONNX, TensorRT)"),
+    "profile": (
+        "segbench.profiling.profile",
+        "params, FLOPs, latency and real-time budget of a model",
+    ),
+    "report": (
+        "segbench.evaluation.report",
+        "architecture comparison table from a sweep or runs dir",
+    ),
+    "export": ("segbench.deploy.export", "export a checkpoint (ONNX, TensorRT)"),
 }
 
 

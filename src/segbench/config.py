@@ -1,13 +1,17 @@
-"""Config helpers shared by the entry points: group-option checks and resolved-config I/O."""
+"""Config helpers shared by the entry points: group-option checks, resolvers, resolved-config I/O."""
 
 import sys
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from segbench.env import CONFIG_DIR
 from segbench.errors import ConfigError
+from segbench.files import write_text
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+__all__ = ["CONFIG_DIR", "check_group_overrides", "group_options", "run_checked", "save_resolved"]
 
 
 def group_options(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
@@ -71,5 +75,50 @@ def run_checked(main, argv: list[str] | None = None) -> None:
 
 def save_resolved(cfg: DictConfig, path: Path) -> None:
     """Writes ``cfg`` with every interpolation resolved, for reproducing a run."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def is_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (``-m``)."""
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # no Hydra run (a config composed by hand)
+        return False
+
+
+def job_overrides() -> list[str]:
+    """The command-line overrides of the current Hydra job (empty outside Hydra)."""
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+def sweep_group(default: str) -> str:
+    """OmegaConf resolver ``${sweep_group:<default>}``: the sweep dir's name in a multirun.
+
+    Runs of one multirun share a W&B group; a single run falls back to ``default``.
+    """
+    return Path(HydraConfig.get().sweep.dir).name if is_multirun() else default
+
+
+def run_name(model: str, backbone: DictConfig | dict) -> str:
+    """OmegaConf resolver ``${run_name:<model option>,${backbone}}``: ``unet-mobilenet-v2-w0.5``."""
+    parts = [str(model), str(backbone.get("name"))]
+    if backbone.get("version") is not None:
+        parts.append(str(backbone["version"]))
+    if backbone.get("width") is not None:
+        parts.append(f"w{backbone['width']}")
+    return "-".join(parts)
+
+
+def register_resolvers() -> None:
+    """Registers segbench's OmegaConf resolvers (idempotent)."""
+    for name, fn in (("sweep_group", sweep_group), ("run_name", run_name)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+# ${sweep_group:...} and ${run_name:...} in conf/logger/wandb.yaml: every entry point
+# composes its config after importing this module.
+register_resolvers()

@@ -1,6 +1,7 @@
-"""Process-wide defaults that keep runs off the network unless the user opts in."""
+"""Process-wide settings: defaults that keep runs off the network, where the configs live."""
 
 import os
+from pathlib import Path
 
 # Each is only a default: a value the user exported wins.
 _OFFLINE_DEFAULTS = {
@@ -19,3 +20,7 @@ def set_offline_defaults() -> None:
     """Sets the offline defaults for variables the user has not set."""
     for key, value in _OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+#: The Hydra config tree (``conf/`` beside ``src/``): config groups, dataset and backbone facts.
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"

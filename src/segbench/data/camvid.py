@@ -9,7 +9,9 @@
 
 from pathlib import Path
 
-from segbench.data.dataset import IMAGE_SUFFIXES, Sample, SegmentationDataset, pair_by_stem
+from segbench.data.dataset import Sample, SegmentationDataset
+from segbench.data.pairing import pair_by_stem
+from segbench.data.reading import list_images
 
 
 class PairedFolders(SegmentationDataset):
@@ -30,11 +32,6 @@ class PairedFolders(SegmentationDataset):
     def list_samples(self) -> list[Sample]:
         image_dir, mask_dir = self.root / self.split, self.root / f"{self.split}annot"
         return pair_by_stem(self, list_images(image_dir), list_images(mask_dir), mask_dir)
-
-
-def list_images(folder: Path) -> list[Path]:
-    """The image files directly in ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 class CamVid(PairedFolders):

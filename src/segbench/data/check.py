@@ -23,7 +23,8 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from segbench.config import CONFIG_DIR, check_group_overrides
-from segbench.data.dataset import SampleError, SegmentationDataset
+from segbench.data.dataset import SegmentationDataset
+from segbench.data.reading import SampleError
 from segbench.errors import DataError, SegbenchError
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as CS_LABELS
 
-from segbench.data.dataset import Sample, SegmentationDataset, pair_by_stem
+from segbench.data.dataset import Sample, SegmentationDataset
+from segbench.data.pairing import pair_by_stem
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"

@@ -23,6 +23,7 @@ import numpy as np
 
 from segbench.data.dataset import SegmentationDataset
 from segbench.errors import ConfigError
+from segbench.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +56,7 @@ def cached_label_counts(
     if cache_dir is None:
         return label_counts(dataset)
     stats = [(str(s.mask), *_stat(s.mask)) for s in dataset.samples if s.mask is not None]
-    key = json.dumps(
-        [
-            type(dataset).__name__,
-            str(dataset.root.resolve()),
-            dataset.split,
-            dataset.num_classes,
-            dataset.ignore_index,
-            getattr(dataset, "mode", None),
-            getattr(dataset, "height", None),
-            getattr(dataset, "width", None),
-            stats,
-        ]
-    )
+    key = json.dumps([dataset.cache_key(), stats])
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"{type(dataset).__name__.lower()}-{dataset.split}-{digest}.json"
     if path.is_file():
@@ -75,10 +64,8 @@ def cached_label_counts(
         log.info("class statistics of %s/%s from %s", dataset.root, dataset.split, path)
         return np.array(cached["counts"]), np.array(cached["image_pixels"])
     counts, image_pixels = label_counts(dataset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"counts": counts.tolist(), "image_pixels": image_pixels.tolist()}))
-    tmp.replace(path)  # atomic: parallel runs never read half a file
+    # Atomic: parallel runs never read half a file.
+    write_json(path, {"counts": counts.tolist(), "image_pixels": image_pixels.tolist()})
     return counts, image_pixels
 
 

@@ -1,19 +1,26 @@
-"""One LightningDataModule for every dataset: splits, transforms and loaders."""
+"""One data module for every dataset: its facts, splits, transforms and loaders.
 
+Plain PyTorch: training hands its loaders to Lightning, evaluation, export and
+prediction use them directly. :func:`data_from_config` rebuilds it from a config
+dict (a ``conf/data/*.yaml``, or the one a checkpoint stores) without Hydra and
+without importing or calling anything the config names outside segbench's datasets.
+"""
+
+import functools
 import logging
 from collections.abc import Callable, Sequence
 
-import lightning as L
 from torch.utils.data import DataLoader
 
-from segbench.data.dataset import ON_BAD_SAMPLE, SegmentationDataset
+from segbench.data.dataset import SegmentationDataset, check_policy
 from segbench.data.transforms import build_transform
 from segbench.errors import ConfigError
+from segbench.targets import resolve_class
 
 log = logging.getLogger(__name__)
 
 
-class SegmentationDataModule(L.LightningDataModule):
+class SegmentationDataModule:
     """Loads a dataset's splits with training augmentation and shared normalisation.
 
     The dataset facts (classes, ignore index, colours, mean/std) are written
@@ -63,46 +70,9 @@ class SegmentationDataModule(L.LightningDataModule):
         mode: str | None = None,
         modes: dict | None = None,
     ) -> None:
-        super().__init__()
-        if modes is not None and mode not in modes:
-            raise ConfigError(
-                "data.mode",
-                mode,
-                "this dataset has no such mode",
-                allowed=modes,
-                fix=f"pick one, e.g. data.mode={next(iter(modes))}",
-            )
-        if on_bad_sample not in ON_BAD_SAMPLE:
-            raise ConfigError(
-                "data.on_bad_sample",
-                on_bad_sample,
-                "unknown policy",
-                allowed=ON_BAD_SAMPLE,
-                fix="use error (stop) or skip (log and leave out)",
-            )
-        if colors is None:  # bring-your-own data: a fixed, distinguishable palette
-            colors = default_palette(len(class_names))
-        if len(class_names) != num_classes:
-            raise ConfigError(
-                "data.class_names",
-                list(class_names),
-                f"{len(class_names)} names for data.num_classes={num_classes}",
-                fix="give one name per class",
-            )
-        if len(colors) != num_classes:
-            raise ConfigError(
-                "data.colors",
-                len(colors),
-                f"{len(colors)} colours for data.num_classes={num_classes}",
-                fix="give one RGB colour per class",
-            )
-        if 0 <= ignore_index < num_classes:
-            raise ConfigError(
-                "data.ignore_index",
-                ignore_index,
-                f"is a class id (classes are 0..{num_classes - 1})",
-                fix="use a value outside the class ids, e.g. 255",
-            )
+        colors = check_facts(
+            num_classes, ignore_index, class_names, colors, on_bad_sample, mode, modes
+        )
         self.root, self.dataset = root, dataset
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.class_names, self.colors = list(class_names), [list(c) for c in colors]
@@ -148,6 +118,7 @@ class SegmentationDataModule(L.LightningDataModule):
         return self.splits[split]
 
     def setup(self, stage: str | None = None) -> None:
+        """Opens the splits a stage needs (``fit``: train and val), failing early on a bad root."""
         if stage in (None, "fit"):
             self.get_split("train")
         if stage in (None, "fit", "validate"):
@@ -175,6 +146,55 @@ class SegmentationDataModule(L.LightningDataModule):
         return self.loader("test")
 
 
+def check_facts(
+    num_classes: int,
+    ignore_index: int,
+    class_names: Sequence[str],
+    colors: Sequence[Sequence[int]] | None,
+    on_bad_sample: str,
+    mode: str | None = None,
+    modes: dict | None = None,
+) -> Sequence[Sequence[int]]:
+    """Checks a data config's facts against each other; returns the colours (a default if None).
+
+    Raises:
+        ConfigError: naming the key (``data.mode``, ``data.class_names``, ...) and the fix.
+    """
+    if modes is not None and mode not in modes:
+        raise ConfigError(
+            "data.mode",
+            mode,
+            "this dataset has no such mode",
+            allowed=modes,
+            fix=f"pick one, e.g. data.mode={next(iter(modes))}",
+        )
+    check_policy(on_bad_sample)
+    if colors is None:  # bring-your-own data: a fixed, distinguishable palette
+        colors = default_palette(len(class_names))
+    if len(class_names) != num_classes:
+        raise ConfigError(
+            "data.class_names",
+            list(class_names),
+            f"{len(class_names)} names for data.num_classes={num_classes}",
+            fix="give one name per class",
+        )
+    if len(colors) != num_classes:
+        raise ConfigError(
+            "data.colors",
+            len(colors),
+            f"{len(colors)} colours for data.num_classes={num_classes}",
+            fix="give one RGB colour per class",
+        )
+    if 0 <= ignore_index < num_classes:
+        raise ConfigError(
+            "data.ignore_index",
+            ignore_index,
+            f"is a class id (classes are 0..{num_classes - 1})",
+            fix="use a value outside the class ids, e.g. 255",
+        )
+    return colors
+
+
 def default_palette(n: int) -> list[list[int]]:
     """The PASCAL VOC colour map: ``n`` distinct RGB colours from the bits of the class id."""
     colors = []
@@ -188,3 +208,83 @@ def default_palette(n: int) -> list[list[int]]:
             c >>= 3
         colors.append([r, g, b])
     return colors
+
+
+#: Data module classes a config's ``_target_`` may name (the second: its module path).
+DATAMODULE_TARGETS = (
+    "segbench.data.SegmentationDataModule",
+    "segbench.data.datamodule.SegmentationDataModule",
+)
+#: Modules a dataset ``_target_`` may be imported from.
+DATASET_PREFIX = "segbench.data."
+
+
+def data_from_config(config: dict, trusted: bool = False, **overrides) -> SegmentationDataModule:
+    """Builds the data module a resolved data config describes, running nothing else.
+
+    Unlike Hydra's ``instantiate``, only :class:`SegmentationDataModule` and a
+    :class:`~segbench.data.dataset.SegmentationDataset` subclass of
+    ``segbench.data`` (or one already imported) can be named, so a checkpoint's
+    stored dataset config cannot call arbitrary code.
+
+    Args:
+        config: A resolved ``conf/data/*.yaml`` (``_target_``, ``dataset`` with
+            its ``_target_`` and arguments, and the facts).
+        trusted: The config is the user's own (command line, yaml): its dataset
+            class may live in any module.
+        **overrides: Arguments that replace the config's (``root``, ``batch_size``, ...).
+
+    Raises:
+        ConfigError: a ``_target_`` outside what is allowed, naming the key.
+    """
+    kwargs = {k: v for k, v in config.items() if not k.startswith("_")} | overrides
+    target = config.get("_target_")
+    if target not in DATAMODULE_TARGETS:
+        raise ConfigError(
+            "data._target_",
+            target,
+            "is not segbench's data module; nothing else is built from a dataset config",
+            allowed=DATAMODULE_TARGETS[:1],
+        )
+    dataset = dict(kwargs.pop("dataset", None) or {})
+    cls = dataset_class(str(dataset.pop("_target_", "")), trusted)
+    dataset = {k: v for k, v in dataset.items() if not k.startswith("_")}
+    return SegmentationDataModule(dataset=functools.partial(cls, **dataset), **kwargs)
+
+
+def data_for_checkpoint(
+    hparams: dict, data_cfg: dict | None = None, **overrides
+) -> SegmentationDataModule:
+    """The data module to score or export a checkpoint on.
+
+    Args:
+        hparams: The checkpoint's hyper-parameters; its ``datamodule`` config
+            (not trusted: see :func:`data_from_config`) is used unless ``data_cfg``
+            is given.
+        data_cfg: A resolved data config of the user's own (``data=...`` on the
+            command line), or None.
+        **overrides: Arguments that replace the config's (``batch_size``, ...).
+    """
+    if data_cfg:
+        return data_from_config(data_cfg, trusted=True, **overrides)
+    stored = hparams.get("datamodule")
+    if not isinstance(stored, dict):
+        raise ConfigError(
+            "data",
+            None,
+            "the checkpoint stores no dataset config",
+            fix="name the dataset: data=<name> data.root=<folder>",
+        )
+    return data_from_config(stored, **overrides)
+
+
+def dataset_class(target: str, trusted: bool = False) -> type[SegmentationDataset]:
+    """The dataset class ``target`` names: under ``segbench.data`` or already imported
+    (anywhere, if ``trusted``).
+
+    Raises:
+        ConfigError: anything else, naming ``data.dataset._target_``.
+    """
+    return resolve_class(
+        target, SegmentationDataset, DATASET_PREFIX, "data.dataset._target_", trusted
+    )

@@ -5,17 +5,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from segbench.data.reading import (
+    IMAGE_SUFFIXES,
+    SampleError,
+    image_size,
+    read_image,
+    read_label,
+    resize_mask,
+    resize_pair,
+)
 from segbench.errors import ConfigError, DataError
 
-log = logging.getLogger(__name__)
+__all__ = ["IMAGE_SUFFIXES", "Resized", "Sample", "SampleError", "SegmentationDataset"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,20 +33,19 @@ class Sample:
     mask: Path | None
 
 
-class SampleError(DataError):
-    """A problem with one file of a dataset; ``kind`` names the sort of damage.
-
-    Kinds: ``missing_mask``, ``missing_image``, ``orphan_mask``, ``duplicate_name``,
-    ``empty_file``, ``unreadable``, ``truncated``, ``mask_mode``, ``size_mismatch``,
-    ``unknown_ids``.
-    """
-
-    def __init__(self, path: object, kind: str, problem: str, fix: str | None = None) -> None:
-        super().__init__(path, problem, fix)
-        self.kind, self.problem, self.fix = kind, problem, fix
-
-
 ON_BAD_SAMPLE = ("error", "skip")
+
+
+def check_policy(on_bad_sample: str) -> None:
+    """Refuses an unknown ``data.on_bad_sample`` policy."""
+    if on_bad_sample not in ON_BAD_SAMPLE:
+        raise ConfigError(
+            "data.on_bad_sample",
+            on_bad_sample,
+            "unknown policy",
+            allowed=ON_BAD_SAMPLE,
+            fix="use error (stop) or skip (log and leave out)",
+        )
 
 
 class SegmentationDataset(Dataset):
@@ -78,14 +84,7 @@ class SegmentationDataset(Dataset):
         transform: Callable | None = None,
         on_bad_sample: str = "error",
     ) -> None:
-        if on_bad_sample not in ON_BAD_SAMPLE:
-            raise ConfigError(
-                "data.on_bad_sample",
-                on_bad_sample,
-                "unknown policy",
-                allowed=ON_BAD_SAMPLE,
-                fix="use error (stop) or skip (log and leave out)",
-            )
+        check_policy(on_bad_sample)
         self.root = Path(root)
         self.split = split
         self.num_classes = num_classes
@@ -114,6 +113,22 @@ class SegmentationDataset(Dataset):
     def layout(self) -> str:
         """One line describing the expected folder layout."""
         return ""
+
+    def cache_key(self) -> list:
+        """What the split's label statistics depend on besides the mask files themselves.
+
+        The class-weight cache (:mod:`segbench.data.class_weights`) is keyed on it:
+        a dataset whose reading depends on more settings (a resize, a crop, a label
+        mode, a class remapping) adds them here.
+        """
+        return [
+            type(self).__name__,
+            str(self.root.resolve()),
+            self.split,
+            self.num_classes,
+            self.ignore_index,
+            None if self.label_map is None else self.label_map.tolist(),
+        ]
 
     def check_root(self) -> None:
         """Raises DataError if the root does not look like this dataset."""
@@ -222,81 +237,6 @@ class SegmentationDataset(Dataset):
         return mask
 
 
-def _open_error(path: Path, what: str, err: Exception) -> SampleError:
-    """Classifies a PIL failure: empty, truncated or otherwise unreadable file."""
-    if path.is_file() and path.stat().st_size == 0:
-        return SampleError(
-            path,
-            "empty_file",
-            f"{what} file is empty (0 bytes)",
-            fix="re-extract or remove the file",
-        )
-    kind = "truncated" if "truncated" in str(err) or isinstance(err, EOFError) else "unreadable"
-    return SampleError(
-        path,
-        kind,
-        f"cannot be read as {'an' if what == 'image' else 'a'} {what} ({err})",
-        fix="re-extract or remove the file",
-    )
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """``(H, W)`` of an image from its header, or raises SampleError naming the file."""
-    try:
-        with Image.open(path) as img:
-            return img.height, img.width
-    except FileNotFoundError:
-        raise SampleError(path, "missing_image", "image file is missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
-        raise _open_error(path, "image", err) from None
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Reads an image as ``(H, W, 3)`` uint8 RGB, or raises SampleError naming the file."""
-    try:
-        with Image.open(path) as img:
-            return np.array(img.convert("RGB"))
-    except FileNotFoundError:
-        raise SampleError(path, "missing_image", "image file is missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
-        raise _open_error(path, "image", err) from None
-
-
-def read_label(path: Path) -> np.ndarray:
-    """Reads a label map as ``(H, W)`` uint8 of raw values, or raises SampleError.
-
-    Palette ("P") PNGs give their indices; greyscale ("L") their values. Colour
-    or 16-bit masks are refused: their values are not label ids.
-    """
-    try:
-        with Image.open(path) as img:
-            if img.mode not in ("L", "P"):
-                raise SampleError(
-                    path,
-                    "mask_mode",
-                    f"mask has image mode {img.mode!r}; expected single-channel "
-                    "8-bit label ids (mode 'L' or 'P')",
-                    fix="save masks as 8-bit greyscale or palette PNGs of class ids",
-                )
-            return np.array(img)
-    except SampleError:
-        raise
-    except FileNotFoundError:
-        raise SampleError(path, "missing_mask", "mask file is missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
-        raise _open_error(path, "mask", err) from None
-
-
-def resize_pair(
-    image: np.ndarray, mask: np.ndarray | None, height: int, width: int, crop_top: int = 0
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Crops ``crop_top`` rows, then resizes image (bilinear) and mask (nearest) to ``height x width``."""
-    image = cv2.resize(image[crop_top:], (width, height), interpolation=cv2.INTER_LINEAR)
-    if mask is not None:
-        mask = cv2.resize(mask[crop_top:], (width, height), interpolation=cv2.INTER_NEAREST)
-    return image, mask
-
-
 class Resized(SegmentationDataset):
     """A dataset whose samples are brought to one size when read (before any augmentation).
 
@@ -324,75 +264,7 @@ class Resized(SegmentationDataset):
         if mask is None or (self.height is None and not self.crop_top):
             return mask
         height, width = self.height or mask.shape[0] - self.crop_top, self.width or mask.shape[1]
-        return cv2.resize(mask[self.crop_top :], (width, height), interpolation=cv2.INTER_NEAREST)
+        return resize_mask(mask, height, width, self.crop_top)
 
-
-def pair_by_stem(
-    dataset: SegmentationDataset,
-    images: list[Path],
-    masks: list[Path],
-    mask_dir: Path,
-    mask_stem: Callable[[Path], str] = lambda p: p.stem,
-    image_stem: Callable[[Path], str] = lambda p: p.stem,
-) -> list[Sample]:
-    """Pairs images with masks by stem; unpaired or ambiguous files go to ``dataset.bad_file``.
-
-    Args:
-        dataset: The dataset listing its samples (its ``on_bad_sample`` decides).
-        images: Image files of the split.
-        masks: Mask files of the split.
-        mask_dir: Where masks are expected (for the messages).
-        mask_stem: The pairing key of a mask file.
-        image_stem: The pairing key of an image file.
-    """
-    by_key: dict[str, list[Path]] = {}
-    for m in sorted(masks):
-        by_key.setdefault(mask_stem(m), []).append(m)
-    seen: dict[str, Path] = {}
-    samples = []
-    for image in sorted(images):
-        key = image_stem(image)
-        if key in seen:
-            dataset.bad_file(
-                SampleError(
-                    image,
-                    "duplicate_name",
-                    f"same name as {seen[key].name}: the pairing is ambiguous",
-                    fix="keep one file per name",
-                )
-            )
-            continue
-        seen[key] = image
-        found = by_key.get(key, [])
-        if not found:
-            dataset.bad_file(
-                SampleError(
-                    image,
-                    "missing_mask",
-                    f"no mask for this image in {mask_dir}",
-                    fix=f"every image needs a mask named after it in {mask_dir}",
-                )
-            )
-        elif len(found) > 1:
-            dataset.bad_file(
-                SampleError(
-                    image,
-                    "duplicate_name",
-                    f"several masks match: {[m.name for m in found]}",
-                    fix="keep one mask per image",
-                )
-            )
-        else:
-            samples.append(Sample(image, found[0]))
-    for key, found in by_key.items():
-        if key not in seen:
-            for m in found:
-                dataset.bad_file(
-                    SampleError(
-                        m,
-                        "orphan_mask",
-                        "mask without an image",
-                        fix="remove it or restore its image",
-                    )
-                )
-    return samples
+    def cache_key(self) -> list:
+        return [*super().cache_key(), self.height, self.width, self.crop_top]

@@ -13,8 +13,9 @@ are set in ``conf/data/folder.yaml`` (or on the command line).
 
 from pathlib import Path
 
-from segbench.data.camvid import list_images
-from segbench.data.dataset import Resized, Sample, pair_by_stem
+from segbench.data.dataset import Resized, Sample
+from segbench.data.pairing import pair_by_stem
+from segbench.data.reading import list_images
 
 
 class ImageMaskFolder(Resized):

@@ -18,7 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segbench.data.dataset import IMAGE_SUFFIXES, Resized, Sample, pair_by_stem
+from segbench.data.dataset import Resized, Sample
+from segbench.data.pairing import pair_by_stem
+from segbench.data.reading import IMAGE_SUFFIXES
 
 IGNORE = 255
 #: train id -> raw grey values (NUMBERS.md, lane segmentation).

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segbench.data.dataset import Resized, Sample, SampleError
+from segbench.data.dataset import Resized, Sample
+from segbench.data.reading import SampleError
 from segbench.errors import ConfigError
 
 IGNORE = 255

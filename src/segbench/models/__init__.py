@@ -1,11 +1,13 @@
 """The model zoo: plain ``nn.Module`` networks, no Lightning or Hydra needed.
 
-Build one from a config dict (what checkpoints store) with :func:`build_network`,
-or from a segbench checkpoint with :func:`load_network`.
+Build one from a config dict with :func:`build_network`, or rebuild a trained one
+from a segbench checkpoint with :func:`load_network` (which never runs code
+stored in the file).
 """
 
 from segbench.models.base import SegmentationNetwork
-from segbench.models.build import build_network, load_network, network_class
+from segbench.models.build import build_network, network_class
+from segbench.models.checkpoint import load_network, read_checkpoint
 from segbench.models.compat import check_compatible
 from segbench.models.erfnet import ERFNet
 from segbench.models.fcn import FCN
@@ -24,4 +26,5 @@ __all__ = [
     "check_compatible",
     "load_network",
     "network_class",
+    "read_checkpoint",
 ]

@@ -1,24 +1,26 @@
 """Which models take which backbones: stated once, on each network class."""
 
 from segbench.errors import ConfigError
-from segbench.models.backbones import BACKBONES
+from segbench.models.backbones import is_smp_backbone, smp_backbones
+from segbench.models.build import network_class
 
 
 def check_compatible(model: dict, backbone: dict) -> None:
     """Refuses a model x backbone pair before anything is built.
 
     Each network class states the backbones it takes in ``backbones`` (a tuple
-    of ``conf/backbone`` names; absent means every smp-resolved backbone).
+    of ``conf/backbone`` names); absent means every backbone whose yaml names an
+    smp encoder.
 
     Raises:
         ConfigError: the pair is not supported.
     """
-    from segbench.models.build import network_class
-
     cls = network_class(model.get("_target_", ""))
-    allowed = getattr(cls, "backbones", None) or tuple(BACKBONES)
+    named = getattr(cls, "backbones", None)
     name = backbone.get("name")
-    if name not in allowed:
+    ok = name in named if named else is_smp_backbone(backbone)
+    if not ok:
+        allowed = tuple(named or smp_backbones())
         raise ConfigError(
             "backbone",
             name,

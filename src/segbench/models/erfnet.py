@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.models.backbones import load_encoder_weights
 from segbench.models.base import SegmentationNetwork
+from segbench.models.weights import load_encoder_weights
 
 BN_EPS = 1e-3
 

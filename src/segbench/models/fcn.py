@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from segbench.errors import ConfigError
-from segbench.models.backbones import load_encoder_weights, smp_encoder_name
+from segbench.models.backbones import smp_encoder_name
 from segbench.models.base import SegmentationNetwork
+from segbench.models.weights import load_encoder_weights
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from segbench.errors import ConfigError
-from segbench.models.backbones import load_encoder_weights
 from segbench.models.base import SegmentationNetwork
+from segbench.models.weights import load_encoder_weights
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from segbench.errors import ConfigError
+from segbench.models.checkpoint import network_state, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,8 @@ def load_matching(net: nn.Module, ckpt_path: str | Path) -> dict[str, list[str]]
         DataError: the file is missing or not a segbench checkpoint.
         ConfigError: no tensor of the checkpoint matches ``net``.
     """
-    from segbench.checkpoint import read_checkpoint
-
     ckpt = read_checkpoint(ckpt_path)
-    source = {
-        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
-    }
+    source = network_state(ckpt)
     target = net.state_dict()
     report: dict[str, list[str]] = {"loaded": [], "skipped": [], "missing": [], "unused": []}
     matched: dict[str, torch.Tensor] = {}

@@ -1,27 +1,42 @@
 """Pretrained encoder weights, from local files only: a path, or the HF/torch caches.
 
 Nothing here reaches the network unless the user unsets ``HF_HUB_OFFLINE``:
-a missing file fails at once with what was looked for and where.
+a missing file fails at once with what was looked for and where. The names a
+backbone offers (``imagenet``, ``instagram``) are its yaml's ``named_weights``.
 """
 
 import logging
 import os
 from pathlib import Path
 
+import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
 from segbench.errors import ConfigError
+from segbench.models.backbones import smp_encoder_name
 
 log = logging.getLogger(__name__)
 
-# Named weights each backbone offers (smp / timm resolve them from the HF cache).
-NAMED_WEIGHTS = {
-    "mobilenet": ["imagenet"],
-    "resnet50": ["imagenet"],
-    "resnext_wsl": ["instagram", "imagenet"],
-}
 NO_WEIGHTS_FIX = "backbone.weights=null trains the encoder from scratch"
+
+
+def load_encoder_weights(encoder: nn.Module, backbone: dict) -> bool:
+    """Loads ``backbone.weights`` (a name of ``named_weights``, or a local file) into ``encoder``.
+
+    Returns:
+        Whether weights were loaded.
+    """
+    weights = backbone.get("weights")
+    if weights is None:
+        return False
+    load_pretrained(encoder, backbone, Path(str(weights)) if _is_path(weights) else weights)
+    return True
+
+
+def _is_path(weights: object) -> bool:
+    text = str(weights)
+    return "/" in text or text.endswith((".pth", ".pt", ".safetensors", ".bin"))
 
 
 def load_pretrained(encoder: nn.Module, backbone: dict, weights: str | Path) -> None:
@@ -82,11 +97,7 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _named(backbone: dict, weights: str) -> dict[str, torch.Tensor]:
-    import segmentation_models_pytorch as smp
-
-    from segbench.models.backbones import smp_encoder_name
-
-    allowed = NAMED_WEIGHTS.get(backbone["name"], [])
+    allowed = list(backbone.get("named_weights") or [])
     if weights not in allowed:
         raise ConfigError(
             "backbone.weights",

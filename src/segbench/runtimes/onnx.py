@@ -35,7 +35,7 @@ def default_providers(device: str | torch.device = "cpu") -> list[str]:
 class OnnxModel:
     """An ONNX segmentation model run by ONNX Runtime.
 
-    Calling it is a :data:`segbench.evaluation.Predictor`: normalised images
+    Calling it is a :data:`segbench.runtimes.Predictor`: normalised images
     ``(N, 3, H, W)`` to label maps ``(N, H, W)``; :meth:`logits` returns the raw
     ``(N, num_classes, H, W)`` output for parity checks. Padding to the network's
     stride and cropping back happen inside the graph, as in PyTorch.
@@ -106,6 +106,17 @@ class OnnxModel:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return self.logits(images).argmax(1)
+
+
+def runtime_tags(model: OnnxModel) -> dict:
+    """Tags an ONNX Runtime latency row carries: providers, version, threads."""
+    import onnxruntime as ort
+
+    return {
+        "providers": model.session.get_providers(),
+        "onnxruntime": ort.__version__,
+        "threads": model.session.get_session_options().intra_op_num_threads,
+    }
 
 
 #: Input and output names of every segbench ONNX graph.

@@ -8,14 +8,13 @@ else works where it cannot be installed.
 """
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from segbench.errors import ConfigError, DataError, SegbenchError
+from segbench.runtimes.calibration import CalibrationBatches
 
 log = logging.getLogger(__name__)
 
@@ -47,59 +46,6 @@ def import_tensorrt():
             fix="run on the target GPU, or use format=onnx",
         )
     return trt
-
-
-class CalibrationBatches:
-    """The INT8 calibration data: normalised dataset images in fixed-size batches.
-
-    Images come through the dataset's evaluation transform (the same
-    normalisation as training), so the calibrated activation ranges are the ones
-    the deployed engine sees. Images of another size are resized (bilinear) to
-    ``input_size``, the optimisation profile's calibration shape. Plain Python
-    and torch: testable without TensorRT.
-
-    Args:
-        dataset: Items are dicts with a normalised ``image`` ``(3, H, W)``.
-        input_size: ``(H, W)`` of every batch.
-        batch_size: Images per batch (the last partial batch is dropped, since
-            TensorRT calibrates with one fixed batch size).
-        num_images: Use the first this many images (``None``: all).
-    """
-
-    def __init__(
-        self, dataset, input_size: Sequence[int], batch_size: int = 8, num_images: int | None = 64
-    ) -> None:
-        available = len(dataset)
-        count = available if num_images is None else min(num_images, available)
-        if count < batch_size:
-            raise ConfigError(
-                "tensorrt.calibration_images",
-                num_images,
-                f"gives {count} images, fewer than one batch of {batch_size}",
-                fix="use more calibration images or a smaller calibration_batch_size",
-            )
-        self.dataset, self.input_size = dataset, tuple(input_size)
-        self.batch_size, self.num_batches = batch_size, count // batch_size
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (self.batch_size, 3, *self.input_size)
-
-    def __len__(self) -> int:
-        return self.num_batches
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for b in range(self.num_batches):
-            images = [self._image(b * self.batch_size + i) for i in range(self.batch_size)]
-            yield np.ascontiguousarray(torch.stack(images).numpy(), dtype=np.float32)
-
-    def _image(self, index: int) -> torch.Tensor:
-        image = self.dataset[index]["image"].float()
-        if tuple(image.shape[-2:]) != self.input_size:
-            image = F.interpolate(
-                image[None], size=self.input_size, mode="bilinear", align_corners=False
-            )[0]
-        return image
 
 
 def make_calibrator(trt, batches: CalibrationBatches, cache_path: str | Path, device: str = "cuda"):
@@ -179,15 +125,7 @@ def build_engine(
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    # TensorRT 10 networks are always explicit-batch; 8.x needs the flag.
-    major = int(trt.__version__.split(".")[0])
-    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise SegbenchError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors}")
-
+    network = _parse_onnx(trt, builder, logger, onnx_path)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     profile = builder.create_optimization_profile()
@@ -198,16 +136,8 @@ def build_engine(
     if precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = make_calibrator(
-            trt, calibration, calibration_cache or Path(engine_path).with_suffix(".calib")
-        )
-        # Dynamic shapes calibrate at one shape: the profile's opt shape.
-        calib_profile = builder.create_optimization_profile()
-        calib_profile.set_shape(
-            network.get_input(0).name, calibration.shape, calibration.shape, calibration.shape
-        )
-        config.set_calibration_profile(calib_profile)
+        cache_file = calibration_cache or Path(engine_path).with_suffix(".calib")
+        _set_calibration(trt, builder, config, network, calibration, cache_file)
     cache = None
     if timing_cache:
         timing_cache = Path(timing_cache)
@@ -228,6 +158,30 @@ def build_engine(
         timing_cache.write_bytes(bytes(cache.serialize()))
     log.info("TensorRT %s %s engine -> %s", trt.__version__, precision, engine_path)
     return engine_path
+
+
+def _parse_onnx(trt, builder, logger, onnx_path: str | Path):
+    """The TensorRT network of an ONNX file, or SegbenchError with the parser's messages."""
+    # TensorRT 10 networks are always explicit-batch; 8.x needs the flag.
+    major = int(trt.__version__.split(".")[0])
+    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise SegbenchError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors}")
+    return network
+
+
+def _set_calibration(trt, builder, config, network, calibration, cache_file) -> None:
+    """INT8 with the entropy calibrator; dynamic shapes calibrate at the batches' one shape."""
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.int8_calibrator = make_calibrator(trt, calibration, cache_file)
+    calib_profile = builder.create_optimization_profile()
+    calib_profile.set_shape(
+        network.get_input(0).name, calibration.shape, calibration.shape, calibration.shape
+    )
+    config.set_calibration_profile(calib_profile)
 
 
 class TensorRTModel:

@@ -1,13 +1,87 @@
-"""Latency per runtime: the same network eager, in ONNX Runtime and in TensorRT, side by side."""
+"""Latency, measured one way everywhere: warm-up, N timed runs, median/p90, tagged rows.
+
+:func:`time_callable` is the only timer in segbench; :func:`latency_table` times
+any set of :class:`Runtime` (eager PyTorch, ONNX Runtime, TensorRT) at the same
+inputs, and every latency figure (profiles, exports, sweeps, logger summaries)
+comes from it.
+"""
 
 import logging
+import platform
+import statistics
+import time
 from collections.abc import Callable, Sequence
 
 import torch
 
-from segbench.latency import device_tags, time_callable
+from segbench.runtimes.pytorch import DTYPES
 
 log = logging.getLogger(__name__)
+
+
+def time_callable(
+    fn: Callable[[], object],
+    warmup: int = 5,
+    runs: int = 30,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Times ``fn()`` after ``warmup`` calls.
+
+    Args:
+        fn: The call to time (inputs bound in).
+        warmup: Untimed calls first (allocators, autotuning, caches).
+        runs: Timed calls.
+        sync: Called after each ``fn()`` before the clock stops (e.g.
+            ``torch.cuda.synchronize`` for asynchronous devices).
+
+    Returns:
+        ``median_ms``, ``p90_ms``, ``mean_ms``, ``min_ms``, ``max_ms``, ``runs``.
+    """
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    times.sort()
+    p90 = times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]
+    return {
+        "median_ms": statistics.median(times),
+        "p90_ms": p90,
+        "mean_ms": statistics.fmean(times),
+        "min_ms": times[0],
+        "max_ms": times[-1],
+        "runs": runs,
+    }
+
+
+def device_tags(device: str | torch.device = "cpu") -> dict[str, object]:
+    """Tags a latency figure must carry: device name, threads, versions."""
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return {
+        "device": name,
+        "device_type": device.type,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 class Runtime:
@@ -45,7 +119,7 @@ def latency_table(
 
     Returns:
         One row per (runtime, batch size): the timings of
-        :func:`segbench.latency.time_callable`, per-image median, the device tags,
+        :func:`time_callable`, per-image median, the device tags,
         runtime, precision, input shape and the runtime's mIoU when ``miou`` has it.
     """
     rows = []
@@ -55,7 +129,9 @@ def latency_table(
         for batch in batch_sizes:
             x = torch.randn(batch, 3, *input_size, generator=torch.Generator().manual_seed(0))
             if runtime.name == "pytorch" or cuda:
-                x = x.to(runtime.device)
+                # Eager runs get their input on the device and in the precision beforehand.
+                dtype = DTYPES.get(runtime.precision, torch.float32)
+                x = x.to(runtime.device, dtype if runtime.name == "pytorch" else torch.float32)
             with torch.inference_mode():
                 timing = time_callable(lambda x=x, rt=runtime: rt.logits(x), warmup, runs, sync)
             row = {
@@ -63,8 +139,10 @@ def latency_table(
                 "precision": runtime.precision,
                 "batch": batch,
                 "input": [batch, 3, *input_size],
+                "input_size": list(input_size),
                 **timing,
                 "median_ms_per_image": timing["median_ms"] / batch,
+                "fps": 1000.0 * batch / timing["median_ms"],
                 **device_tags(runtime.device),
                 **runtime.tags,
             }

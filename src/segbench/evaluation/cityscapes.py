@@ -13,7 +13,7 @@ label id, and
   ``avgClassSize[class] / instanceSize`` (instances from ``*_instanceIds.png``).
 
 Here the counting goes through segbench's confusion matrix (torchmetrics) and
-the class/category IoU through :func:`segbench.metrics.scores`, so the numbers
+the class/category IoU through :func:`segbench.evaluation.metrics.scores`, so the numbers
 agree with the official script (to float rounding) while sharing training's code.
 """
 
@@ -29,7 +29,7 @@ from cityscapesscripts.helpers.labels import category2labels, id2label, labels
 from PIL import Image
 
 from segbench.errors import DataError
-from segbench.metrics import ConfusionMatrix, scores
+from segbench.evaluation.metrics import ConfusionMatrix, scores
 
 log = logging.getLogger(__name__)
 

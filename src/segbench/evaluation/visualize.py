@@ -29,6 +29,42 @@ def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]
     return (rgb * 255).round().astype(np.uint8)
 
 
+def overlay_panels(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    preds: torch.Tensor,
+    meta: dict,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """``[image | ground truth over image | prediction over image]`` per sample.
+
+    The one renderer of label overlays (evaluation's ``overlays.png``, the
+    loggers' prediction images). Label colours are blended over the image;
+    ignored or out-of-range pixels are left uncoloured, so the image shows through.
+
+    Args:
+        images: Normalised images ``(N, 3, H, W)``.
+        targets: Ground-truth label maps ``(N, H, W)`` (the ignore index allowed).
+        preds: Predicted label maps ``(N, H, W)``.
+        meta: Dataset facts (``colors``, ``mean``, ``std``, ``ignore_index``).
+        alpha: Opacity of the label colours.
+
+    Returns:
+        ``(N, H, 3 * W, 3)`` uint8 RGB.
+    """
+    panels = []
+    for image, target, pred in zip(images, targets, preds, strict=True):
+        rgb = denormalize(image, meta["mean"], meta["std"]).astype(np.float32)
+        cells = [rgb]
+        for labels in (target, pred):
+            ids = labels.cpu().numpy().astype(np.int64)
+            valid = (ids >= 0) & (ids < len(meta["colors"])) & (ids != meta["ignore_index"])
+            color = colorize(labels, meta["colors"], meta["ignore_index"]).astype(np.float32)
+            cells.append(np.where(valid[..., None], (1 - alpha) * rgb + alpha * color, rgb))
+        panels.append(np.concatenate(cells, axis=1))
+    return np.stack(panels).round().astype(np.uint8)
+
+
 def overlay_grid(
     images: torch.Tensor,
     targets: torch.Tensor,
@@ -37,25 +73,8 @@ def overlay_grid(
     path: Path,
     alpha: float = 0.6,
 ) -> Path:
-    """Writes one row per sample: image | ground truth over image | prediction over image.
-
-    Args:
-        images: Normalised images ``(N, 3, H, W)``.
-        targets: Ground-truth label maps ``(N, H, W)``.
-        preds: Predicted label maps ``(N, H, W)``.
-        meta: Dataset facts (``colors``, ``mean``, ``std``, ``ignore_index``).
-        path: Output PNG.
-        alpha: Weight of the label colours over the image.
-    """
-    rows = []
-    for image, target, pred in zip(images, targets, preds, strict=True):
-        rgb = denormalize(image, meta["mean"], meta["std"]).astype(np.float32)
-        cells = [rgb]
-        for labels in (target, pred):
-            color = colorize(labels, meta["colors"], meta["ignore_index"]).astype(np.float32)
-            cells.append((1 - alpha) * rgb + alpha * color)
-        rows.append(np.concatenate(cells, axis=1))
-    grid = np.concatenate(rows, axis=0).round().astype(np.uint8)
+    """Writes :func:`overlay_panels` as one PNG, a row per sample."""
+    grid = np.concatenate(list(overlay_panels(images, targets, preds, meta, alpha)), axis=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(path)
     return path

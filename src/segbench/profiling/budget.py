@@ -9,12 +9,12 @@ the device itself, the measured frame rate is checked against the requirement to
 """
 
 import logging
-import time
 from collections.abc import Iterable, Mapping
 
 import torch
 
 from segbench.errors import ConfigError
+from segbench.runtimes.latency import time_callable
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,8 @@ def measure_cpu_gops(size: int = 1024, runs: int = 5) -> float:
     threads = torch.get_num_threads()
     if threads not in _measured_gops:
         a, b = torch.randn(size, size), torch.randn(size, size)
-        torch.mm(a, b)
-        best = min(_timed(lambda: torch.mm(a, b)) for _ in range(runs))
-        _measured_gops[threads] = 2 * size**3 / best / 1e9
+        best_ms = time_callable(lambda: torch.mm(a, b), warmup=1, runs=runs)["min_ms"]
+        _measured_gops[threads] = 2 * size**3 / (best_ms / 1e3) / 1e9
         log.info(
             "local CPU: %.1f fp32 GOP/s (%d threads, %dx%d matmul)",
             _measured_gops[threads],
@@ -50,12 +49,6 @@ def measure_cpu_gops(size: int = 1024, runs: int = 5) -> float:
             size,
         )
     return _measured_gops[threads]
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def check_budget(

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from segbench.metrics import ConfusionMatrix, scores
+from segbench.evaluation.metrics import ConfusionMatrix, scores
 from segbench.models import build_network
-from segbench.scale import eval_sampler, unpadded_count
+from segbench.training.distributed import eval_sampler, unpadded_count
 
 log = logging.getLogger(__name__)
 

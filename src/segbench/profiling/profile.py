@@ -1,14 +1,12 @@
 """Profile a network: params, FLOPs, latency per runtime/precision/device, real-time budget.
 
 ``segbench profile [model=... backbone=... data=...] [ckpt_path=...]`` (or
-``python -m segbench.profiling``) composes ``conf/profile.yaml`` and writes
+``python -m segbench.profiling.profile``) composes ``conf/profile.yaml`` and writes
 ``profile.json``. Latency figures are rows keyed by runtime, precision, device
-and batch, so other runtimes (ONNX Runtime, TensorRT, from
-``segbench.exporting.latency_rows``) slot in as more rows.
+and batch (:mod:`segbench.profiling.latency`).
 """
 
 import copy
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -18,112 +16,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from segbench.budget import check_budget
 from segbench.config import CONFIG_DIR, run_checked
 from segbench.errors import ConfigError, exit_on_user_error
-from segbench.flops import count_flops
-from segbench.latency import device_tags, time_callable
+from segbench.files import write_json
+from segbench.models import build_network, load_network
+from segbench.profiling.budget import check_budget
+from segbench.profiling.flops import count_flops
+from segbench.profiling.latency import runtime_latency
+from segbench.profiling.params import count_params
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-RUNTIMES = ["pytorch", "onnxruntime", "tensorrt"]
-
-
-def count_params(net: nn.Module) -> dict[str, int]:
-    """Total and trainable parameter counts."""
-    return {
-        "total": sum(p.numel() for p in net.parameters()),
-        "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad),
-    }
-
-
-def pytorch_latency(
-    net: nn.Module,
-    input_size: Sequence[int],
-    batch_sizes: Iterable[int],
-    devices: Iterable[str] = ("cpu", "cuda"),
-    precisions: Iterable[str] = ("fp32", "fp16", "bf16"),
-    warmup: int = 3,
-    runs: int = 20,
-) -> tuple[list[dict], list[dict]]:
-    """Eager PyTorch latency rows and the combinations skipped (with the reason).
-
-    fp16/bf16 run on CUDA only (weights and input cast to the type): on a CPU
-    they measure an emulation nobody deploys.
-    """
-    rows, skipped = [], []
-    for device in devices:
-        if device not in ("cpu", "cuda"):
-            raise ConfigError("devices", device, "unknown device", allowed=["cpu", "cuda"])
-        if device == "cuda" and not torch.cuda.is_available():
-            skipped.append(
-                {"runtime": "pytorch", "device_type": "cuda", "reason": "no CUDA device"}
-            )
-            continue
-        for precision in precisions:
-            if precision not in DTYPES:
-                raise ConfigError("precisions", precision, "unknown precision", allowed=DTYPES)
-            if device == "cpu" and precision != "fp32":
-                skipped.append(
-                    {
-                        "runtime": "pytorch",
-                        "device_type": "cpu",
-                        "precision": precision,
-                        "reason": "half precision is measured on CUDA only",
-                    }
-                )
-                continue
-            model = copy.deepcopy(net).eval().to(device=device, dtype=DTYPES[precision])
-            sync = torch.cuda.synchronize if device == "cuda" else None
-            for batch in batch_sizes:
-                x = torch.randn(batch, 3, *input_size, device=device, dtype=DTYPES[precision])
-
-                def run(model=model, x=x):
-                    with torch.inference_mode():
-                        model(x)
-
-                timing = time_callable(run, warmup=warmup, runs=runs, sync=sync)
-                rows.append(
-                    {
-                        "runtime": "pytorch",
-                        "precision": precision,
-                        "batch": batch,
-                        "input_size": list(input_size),
-                        **device_tags(device),
-                        **timing,
-                        "fps": 1000.0 * batch / timing["median_ms"],
-                    }
-                )
-                log.info(
-                    "pytorch %s %s batch %d: median %.1f ms",
-                    device,
-                    precision,
-                    batch,
-                    timing["median_ms"],
-                )
-            del model
-    return rows, skipped
-
-
-def runtime_latency(
-    runtime: str, net: nn.Module, input_size: Sequence[int], batch_sizes: Sequence[int], **kwargs
-) -> tuple[list[dict], list[dict]]:
-    """Latency rows of ``runtime``: eager PyTorch here, the others from ``segbench.exporting``."""
-    if runtime == "pytorch":
-        return pytorch_latency(net, input_size, batch_sizes, **kwargs)
-    if runtime not in RUNTIMES:
-        raise ConfigError("runtimes", runtime, "unknown runtime", allowed=RUNTIMES)
-    try:
-        from segbench.exporting import latency_rows
-    except ImportError as err:
-        return [], [{"runtime": runtime, "reason": f"segbench.exporting unavailable ({err})"}]
-    try:
-        return latency_rows(
-            net, runtime=runtime, input_size=input_size, batch_sizes=batch_sizes, **kwargs
-        ), []
-    except (ImportError, ConfigError) as err:  # e.g. TensorRT or its GPU missing here
-        return [], [{"runtime": runtime, "reason": str(err)}]
 
 
 def profile_network(
@@ -141,7 +43,7 @@ def profile_network(
         net: The network (any device; it is copied for each measurement).
         input_size: ``[H, W]`` of one frame.
         batch_size: Latency is measured at batch 1 and at this batch.
-        runtimes: See :data:`RUNTIMES`.
+        runtimes: Of :data:`segbench.runtimes.RUNTIMES`.
         latency: Measure latency (params/FLOPs/budget alone are fast).
         budget: ``conf/budget`` node (``devices``, ``scenarios``, ``utilization``);
             None skips the budget check.
@@ -193,8 +95,6 @@ def profile_network(
 
 def profile(cfg: DictConfig) -> dict:
     """Profiles ``cfg.ckpt_path``'s network, or the configured model, and writes ``profile.json``."""
-    from segbench.models import build_network, load_network
-
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     if cfg.get("ckpt_path"):
@@ -227,8 +127,7 @@ def profile(cfg: DictConfig) -> dict:
         ),
     }
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "profile.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "profile.json", result)
     log.info("profile -> %s", out / "profile.json")
     return result
 
@@ -247,7 +146,7 @@ def profile_trained(net: nn.Module, cfg: DictConfig, path: Path) -> dict:
             runs=10,
         ),
     }
-    path.write_text(json.dumps(result, indent=2))
+    write_json(path, result)
     log.info("profile -> %s", path)
     return result
 

@@ -8,14 +8,16 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from segbench.checkpoint import AtomicCheckpointIO
 from segbench.config import save_resolved
 from segbench.errors import ConfigError
-from segbench.losses import build_loss
 from segbench.models import check_compatible
 from segbench.models.init import initialize
 from segbench.models.transfer import load_matching
-from segbench.module import SegmentationModule
+from segbench.profiling.profile import profile_trained
+from segbench.training.checkpoint_io import AtomicCheckpointIO
+from segbench.training.loggers import log_summary, profile_figures
+from segbench.training.losses import build_loss
+from segbench.training.module import SegmentationModule
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,6 @@ def train(cfg: DictConfig) -> dict:
 
     log.info("data: %s", cfg.data.dataset._target_)
     datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment.train))
-    datamodule.prepare_data()
     datamodule.setup("fit")  # fails here, before any model is built, on a bad root
 
     log.info("model: %s on %s", cfg.model._target_, cfg.backbone.name)
@@ -65,15 +66,18 @@ def train(cfg: DictConfig) -> dict:
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(
+        module,
+        train_dataloaders=datamodule.train_dataloader(),
+        val_dataloaders=datamodule.val_dataloader(),
+        ckpt_path=cfg.get("ckpt_path"),
+    )
 
     if cfg.get("profile") and trainer.is_global_zero:
-        from segbench.logging_callbacks import log_summary, profile_figures
-        from segbench.profiling import profile_trained
-
         result = profile_trained(module.net, cfg, out / "profile.json")
-        # W&B: the run summary under profile/; other loggers: the numbers.
-        log_summary(loggers, profile_figures(result), trainer.global_step)
+        # W&B: the run summary (model/ headline, profile/ details); other loggers: the numbers.
+        device = next(module.net.parameters()).device.type
+        log_summary(loggers, profile_figures(result, device), trainer.global_step)
 
     metrics_file = out / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}

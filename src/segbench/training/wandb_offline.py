@@ -9,7 +9,7 @@ what was logged.
 
 Example::
 
-    from segbench.wandb_offline import find_runs, read_run
+    from segbench.training.wandb_offline import find_runs, read_run
     run = read_run(find_runs("logs/train/multiruns/2024-01-01_00-00-00")[0])
     run.summary["val/miou"], [row["val/miou"] for row in run.history if "val/miou" in row]
 """

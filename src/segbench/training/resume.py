@@ -1,6 +1,6 @@
 """Continuing killed runs: what counts as finished, where to resume from, and RNG state.
 
-``resume=auto`` (see :func:`segbench.sweep.run_job`) looks into the run dir: a run
+``resume=auto`` (see :func:`segbench.training.sweep.run_job`) looks into the run dir: a run
 whose ``status.json`` says ``ok`` is finished; otherwise ``checkpoints/last.ckpt``
 (written atomically at the end of every epoch) is where training continues.
 ``ckpt_path=last`` asks Lightning for the same file directly.
@@ -20,13 +20,13 @@ import lightning as L
 import numpy as np
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 
+from segbench.training.status import read_status
+
 log = logging.getLogger(__name__)
 
 
 def finished_metrics(run_dir: str | Path) -> dict | None:
     """The ``metrics.json`` of a run that finished (status ``ok``), else None."""
-    from segbench.sweep import read_status
-
     run_dir = Path(run_dir)
     status = read_status(run_dir)
     if not status or status.get("status") != "ok":
@@ -41,7 +41,7 @@ def resume_checkpoint(run_dir: str | Path, dirpath: str | Path | None = None) ->
     """The ``last.ckpt`` to continue from, or None to start fresh.
 
     Also removes temporary files a kill during a checkpoint write left behind
-    (:class:`segbench.checkpoint.AtomicCheckpointIO` writes ``.<name>.*.tmp``
+    (:class:`segbench.training.checkpoint_io.AtomicCheckpointIO` writes ``.<name>.*.tmp``
     and renames it, so ``last.ckpt`` itself is always complete).
 
     Args:

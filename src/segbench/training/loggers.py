@@ -9,12 +9,11 @@
 import logging
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
-from segbench.flops import count_flops
-from segbench.latency import device_tags, time_callable
+from segbench.evaluation.visualize import overlay_panels
+from segbench.profiling.profile import profile_network
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class PredictionImages(L.Callback):
         images = batch["image"][: self.num_images]
         with torch.no_grad():
             preds = pl_module(images).argmax(1)
-        panels = overlays(
+        panels = overlay_panels(
             images, batch["mask"][: self.num_images], preds, pl_module.hparams.data, self.alpha
         )
         for logger in loggers:
@@ -73,49 +72,31 @@ class PredictionImages(L.Callback):
                 )
 
 
-def overlays(
-    images: torch.Tensor, masks: torch.Tensor, preds: torch.Tensor, data: dict, alpha: float = 0.5
-) -> np.ndarray:
-    """Side-by-side ``[input | ground truth | prediction]`` panels.
+def profile_figures(result: dict, device_type: str = "cpu") -> dict:
+    """A profile (:func:`segbench.profiling.profile.profile_network`) as flat summary keys.
 
-    Args:
-        images: ``(N, 3, H, W)`` normalised images.
-        masks: ``(N, H, W)`` ground-truth ids (``data["ignore_index"]`` allowed).
-        preds: ``(N, H, W)`` predicted ids.
-        data: Dataset facts: ``mean``, ``std``, ``colors``, ``ignore_index``.
-        alpha: Opacity of the label colours.
-
-    Returns:
-        ``(N, H, 3 * W, 3)`` uint8 RGB.
-    """
-    mean = torch.tensor(data["mean"], device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(data["std"], device=images.device).view(1, 3, 1, 1)
-    rgb = ((images.float() * std + mean).clamp(0, 1) * 255).permute(0, 2, 3, 1).cpu().numpy()
-    palette = np.asarray(data["colors"], dtype=np.float32)
-
-    def blend(labels: torch.Tensor) -> np.ndarray:
-        labels = labels.cpu().numpy()
-        valid = (labels >= 0) & (labels < len(palette))
-        colored = palette[np.where(valid, labels, 0)]
-        out = np.where(valid[..., None], (1 - alpha) * rgb + alpha * colored, rgb)
-        return out
-
-    panels = np.concatenate([rgb, blend(masks), blend(preds)], axis=2)
-    return panels.round().astype(np.uint8)
-
-
-def profile_figures(result: dict) -> dict:
-    """A profile (``segbench.profiling``) as flat run-summary keys under ``profile/``.
-
+    The headline under ``model/``: ``params``, ``gflops``, ``input_size`` and the
+    eager fp32 batch-1 latency on ``device_type`` (``latency_ms``, ``latency_p90_ms``,
+    ``latency_device``). The details under ``profile/``:
     ``profile/latency_ms/<runtime>_<device type>_<precision>_b<batch>`` (median),
     ``profile/headroom_pct/<scenario>_<device>_<precision>`` (the budget check) and,
     as text, ``profile/skipped/<runtime>`` with the reason a runtime was not timed.
     """
     figures: dict = {
-        "profile/params": result["params"]["total"],
-        "profile/gflops": result["flops"]["gflops"],
-        "profile/input_size": "x".join(str(v) for v in result["input_size"]),
+        "model/params": result["params"]["total"],
+        "model/gflops": result["flops"]["gflops"],
+        "model/input_size": "x".join(str(v) for v in result["input_size"]),
     }
+    eager = [
+        r
+        for r in result.get("latency", [])
+        if r["runtime"] == "pytorch" and r["precision"] == "fp32" and r["batch"] == 1
+    ]
+    eager.sort(key=lambda r: r["device_type"] != device_type)
+    if eager:
+        figures["model/latency_ms"] = eager[0]["median_ms"]
+        figures["model/latency_p90_ms"] = eager[0]["p90_ms"]
+        figures["model/latency_device"] = eager[0]["device"]
     for r in result.get("latency", []):
         key = f"{r['runtime']}_{r['device_type']}_{r['precision']}_b{r['batch']}"
         figures[f"profile/latency_ms/{key}"] = r["median_ms"]
@@ -142,45 +123,41 @@ def log_summary(loggers: list, figures: dict, step: int) -> None:
 class ModelCost(L.Callback):
     """Puts parameters, GFLOPs and latency at the training input size into the run summary.
 
-    Measured once at the end of fitting, on the training device, batch 1, with
-    the network in eval mode. W&B gets them in the run summary
-    (``model/params``, ``model/gflops``, ``model/latency_ms``, ...); other loggers
-    as metrics at the last step.
+    Measured once at the end of fitting, on the training device, batch 1, eager
+    fp32, with :func:`segbench.profiling.profile.profile_network` (the same code
+    as ``segbench profile``). W&B gets them in the run summary (``model/params``,
+    ``model/gflops``, ``model/latency_ms``, ...); other loggers as metrics at the
+    last step. With ``profile=true`` the run's after-fit profile (every runtime,
+    the budget) supplies these figures instead, so nothing is measured twice.
 
     Args:
         latency_runs: Timed forward passes (0 skips the latency figure).
         warmup: Untimed passes before timing.
+        profile: The run profiles itself after fitting (``train.py profile=true``).
     """
 
-    def __init__(self, latency_runs: int = 10, warmup: int = 2) -> None:
-        self.latency_runs, self.warmup = latency_runs, warmup
+    def __init__(self, latency_runs: int = 10, warmup: int = 2, profile: bool = False) -> None:
+        self.latency_runs, self.warmup, self.profile = latency_runs, warmup, profile
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero or not trainer.loggers:
+        if self.profile or not trainer.is_global_zero or not trainer.loggers:
             return
         log_summary(trainer.loggers, self.measure(pl_module), trainer.global_step)
 
     def measure(self, pl_module: L.LightningModule) -> dict:
         """``model/params``, ``model/gflops``, ``model/latency_ms`` (median) and where measured."""
         net = pl_module.net
-        height, width = pl_module.hparams.data["image_size"]
-        figures: dict = {
-            "model/params": sum(p.numel() for p in net.parameters()),
-            "model/input_size": f"{height}x{width}",
-        }
-        figures["model/gflops"] = count_flops(net, (height, width))["gflops"]
-        if self.latency_runs > 0:
-            device = next(net.parameters()).device
-            x = torch.zeros(1, 3, height, width, device=device)
-            was_training = net.training
-            net.eval()
-            sync = torch.cuda.synchronize if device.type == "cuda" else None
-            with torch.inference_mode():
-                timing = time_callable(
-                    lambda: net(x), warmup=self.warmup, runs=self.latency_runs, sync=sync
-                )
-            net.train(was_training)
-            figures["model/latency_ms"] = timing["median_ms"]
-            figures["model/latency_p90_ms"] = timing["p90_ms"]
-            figures["model/latency_device"] = device_tags(device)["device"]
-        return figures
+        device = next(net.parameters()).device
+        was_training = net.training
+        result = profile_network(
+            net,
+            pl_module.hparams.data["image_size"],
+            batch_size=1,
+            latency=self.latency_runs > 0,
+            devices=[device.type],
+            precisions=["fp32"],
+            warmup=self.warmup,
+            runs=self.latency_runs,
+        )
+        net.train(was_training)
+        return profile_figures(result, device.type)

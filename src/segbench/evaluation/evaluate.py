@@ -1,25 +1,23 @@
 """evaluate(cfg): rebuild a network from its checkpoint and score it on a split."""
 
-import json
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from segbench.data.datamodule import data_for_checkpoint
 from segbench.errors import ConfigError
-from segbench.metrics import ConfusionMatrix, scores
+from segbench.evaluation.cityscapes import evaluate_predictions
+from segbench.evaluation.metrics import ConfusionMatrix, scores
+from segbench.evaluation.visualize import overlay_grid, plot_confusion_matrix
+from segbench.files import write_json, write_text
 from segbench.models import load_network
-from segbench.runtimes import make_predictor
-from segbench.visualize import overlay_grid, plot_confusion_matrix
+from segbench.runtimes import Predictor, make_predictor
 
 log = logging.getLogger(__name__)
-
-#: Maps a normalised image batch ``(N, 3, H, W)`` to label maps ``(N, H, W)``.
-Predictor = Callable[[torch.Tensor], torch.Tensor]
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -36,11 +34,11 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.get("predictions"):
         return evaluate_cityscapes_folder(cfg)
     net, hparams = load_network(cfg.ckpt_path)
-    data_cfg = cfg.get("data") or OmegaConf.create(hparams["datamodule"])
-    datamodule = instantiate(data_cfg, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-    datamodule.prepare_data()
+    datamodule = data_for_checkpoint(
+        hparams, container(cfg.get("data")), batch_size=cfg.batch_size, num_workers=cfg.num_workers
+    )
     meta = hparams["data"]
-    predict = make_predictor(cfg, net, hparams)
+    predict = make_predictor(cfg.get("runtime"), net, cfg.device, cfg.get("model_path"))
     confmat = score_split(
         predict, datamodule.loader(cfg.split), meta["num_classes"], meta["ignore_index"]
     )
@@ -52,9 +50,8 @@ def evaluate(cfg: DictConfig) -> dict:
         **summarize(confmat, meta["class_names"]),
     }
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(json.dumps(report, indent=2))
-    (out / "eval.md").write_text(markdown_table(report, title=f"{cfg.split}: {cfg.ckpt_path}"))
+    write_json(out / "eval.json", report)
+    write_text(out / "eval.md", markdown_table(report, title=f"{cfg.split}: {cfg.ckpt_path}"))
     plot_confusion_matrix(confmat, meta["class_names"], out / "confusion_matrix.png")
     if cfg.get("num_overlays", 0) > 0:
         samples = first_samples(datamodule.get_split(cfg.split), cfg.num_overlays)
@@ -80,8 +77,6 @@ def evaluate_cityscapes_folder(cfg: DictConfig) -> dict:
 
     The ground-truth root is ``cfg.gt_root``, else ``cfg.data.root``.
     """
-    from segbench.cityscapes_eval import evaluate_predictions
-
     root = cfg.get("gt_root") or OmegaConf.select(cfg, "data.root")
     if not root:
         raise ConfigError(
@@ -99,8 +94,7 @@ def evaluate_cityscapes_folder(cfg: DictConfig) -> dict:
         ),
     }
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "eval.json", result)
     lines = [
         f"# {cfg.split}: {cfg.predictions}",
         "",
@@ -115,7 +109,7 @@ def evaluate_cityscapes_folder(cfg: DictConfig) -> dict:
         f"| {name} | {_pct(iou)} | {_pct(result.get('class_iiou', {}).get(name))} |"
         for name, iou in result["class_iou"].items()
     ]
-    (out / "eval.md").write_text("\n".join(lines) + "\n")
+    write_text(out / "eval.md", "\n".join(lines) + "\n")
     log.info(
         "IoU class %.4f, category %.4f -> %s",
         result["miou"],
@@ -123,17 +117,6 @@ def evaluate_cityscapes_folder(cfg: DictConfig) -> dict:
         out / "eval.json",
     )
     return result
-
-
-def torch_predictor(net: torch.nn.Module, device: torch.device) -> Predictor:
-    """A predictor running ``net`` in eval mode on ``device``."""
-    net.eval().to(device)
-
-    @torch.inference_mode()
-    def predict(images: torch.Tensor) -> torch.Tensor:
-        return net(images.to(device)).argmax(1)
-
-    return predict
 
 
 def score_split(
@@ -186,3 +169,8 @@ def first_samples(dataset, count: int) -> dict[str, torch.Tensor]:
 
 def _pct(value: float | None) -> str:
     return "–" if value is None or math.isnan(value) else f"{100 * value:.2f}"
+
+
+def container(node) -> dict | None:
+    """A config node as a resolved plain dict (None stays None)."""
+    return OmegaConf.to_container(node, resolve=True) if node else None

@@ -13,56 +13,30 @@ Every job of ``python train.py -m ...`` runs through :func:`run_job`, which writ
 
 :class:`SweepCallback` (a Hydra callback, ``conf/hydra/default.yaml``) gathers the
 statuses into ``sweep_status.json`` at the end of the multirun, writes the
-comparison report (:func:`segbench.report.write_report`) into the sweep dir, and
+comparison report (:func:`segbench.evaluation.report.write_report`) into the sweep dir, and
 exits non-zero only if no job of the sweep succeeded.
 """
 
-import json
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from hydra.core.utils import JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, open_dict
 
+from segbench.config import is_multirun, job_overrides
 from segbench.errors import ConfigError
+from segbench.evaluation.report import write_report
+from segbench.files import write_json
+from segbench.models import check_compatible
+from segbench.training.resume import finished_metrics, resume_checkpoint
+from segbench.training.status import STATUS_FILE, STATUSES, read_status, write_status
 
 log = logging.getLogger(__name__)
-
-STATUS_FILE = "status.json"
-STATUSES = ("ok", "failed", "skipped")
-
-
-def write_status(
-    run_dir: str | Path, status: str, reason: str = "", overrides: list[str] | None = None
-) -> Path:
-    """Writes ``<run_dir>/status.json`` atomically (only on the global-zero process)."""
-    if status not in STATUSES:
-        raise ValueError(f"status={status!r}: allowed: {', '.join(STATUSES)}")
-    path = Path(run_dir) / STATUS_FILE
-    if _rank() != 0:
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(
-        json.dumps(
-            {"status": status, "reason": reason, "overrides": list(overrides or [])}, indent=2
-        )
-    )
-    os.replace(tmp, path)
-    return path
-
-
-def read_status(run_dir: str | Path) -> dict | None:
-    """The ``status.json`` of a run dir, or None if it has none (or an unreadable one)."""
-    path = Path(run_dir) / STATUS_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def run_job(cfg: DictConfig, task: Callable[[DictConfig], dict]) -> float | None:
@@ -70,7 +44,7 @@ def run_job(cfg: DictConfig, task: Callable[[DictConfig], dict]) -> float | None
 
     Args:
         cfg: The job's composed config (``conf/train.yaml``).
-        task: The training function, :func:`segbench.training.train`.
+        task: The training function, :func:`segbench.training.train.train`.
 
     Returns:
         The job's ``best_val_miou`` (what sweepers such as Optuna optimise), or
@@ -80,11 +54,8 @@ def run_job(cfg: DictConfig, task: Callable[[DictConfig], dict]) -> float | None
         Exception: in a single run, whatever ``task`` raised (a sweep records
         it as failed instead and goes on).
     """
-    from segbench.models import check_compatible
-    from segbench.resume import finished_metrics, resume_checkpoint
-
     out = Path(cfg.paths.output_dir)
-    overrides, multirun = _job_overrides(), _is_multirun()
+    overrides, multirun = job_overrides(), is_multirun()
     resume = cfg.get("resume")
     if resume not in (None, "auto", "never"):
         raise ConfigError(
@@ -142,13 +113,7 @@ def summarize(sweep_dir: str | Path) -> dict:
     return {"counts": counts, "runs": runs}
 
 
-try:
-    from hydra.experimental.callback import Callback as _HydraCallback
-except ImportError:  # pragma: no cover - hydra-core < 1.1
-    _HydraCallback = object
-
-
-class SweepCallback(_HydraCallback):
+class SweepCallback(Callback):
     """Hydra callback: a status for every job, and the sweep's summary and report.
 
     Args:
@@ -161,8 +126,6 @@ class SweepCallback(_HydraCallback):
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         # A job that failed outside run_job (e.g. while composing its config) still gets a status.
-        from hydra.core.utils import JobStatus
-
         out = Path(config.hydra.runtime.output_dir)
         if job_return.status == JobStatus.FAILED and read_status(out) is None:
             err = job_return._return_value
@@ -173,7 +136,7 @@ class SweepCallback(_HydraCallback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         summary = summarize(sweep_dir)
-        (sweep_dir / "sweep_status.json").write_text(json.dumps(summary, indent=2))
+        write_json(sweep_dir / "sweep_status.json", summary)
         counts = summary["counts"]
         log.info(
             "sweep %s: %d ok, %d failed, %d skipped",
@@ -196,72 +159,8 @@ class SweepCallback(_HydraCallback):
 
     @staticmethod
     def _write_report(sweep_dir: Path) -> None:
-        try:
-            from segbench.report import write_report
-        except ImportError as err:
-            log.warning("no comparison report: segbench.report is not available (%s)", err)
-            return
         written = write_report(sweep_dir)
         log.info("comparison report: %s", ", ".join(str(p) for p in written.values()))
-
-
-def sweep_group(default: str) -> str:
-    """OmegaConf resolver ``${sweep_group:<default>}``: the sweep dir's name in a multirun.
-
-    Runs of one multirun share a W&B group; a single run falls back to ``default``.
-    """
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        hydra_cfg = HydraConfig.get()
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            return Path(hydra_cfg.sweep.dir).name
-    except ValueError:  # no Hydra run (a config loaded by hand)
-        pass
-    return default
-
-
-def run_name(model: str, backbone: DictConfig | dict) -> str:
-    """OmegaConf resolver ``${run_name:<model option>,${backbone}}``: ``unet-mobilenet-v2-w0.5``."""
-    parts = [str(model), str(backbone.get("name"))]
-    if backbone.get("version") is not None:
-        parts.append(str(backbone["version"]))
-    if backbone.get("width") is not None:
-        parts.append(f"w{backbone['width']}")
-    return "-".join(parts)
-
-
-def register_resolvers() -> None:
-    """Registers segbench's OmegaConf resolvers (idempotent)."""
-    for name, fn in (("sweep_group", sweep_group), ("run_name", run_name)):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn)
-
-
-def _job_overrides() -> list[str]:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return list(HydraConfig.get().overrides.task)
-    except ValueError:
-        return []
-
-
-def _is_multirun() -> bool:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:
-        return False
-
-
-def _rank() -> int:
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    return getattr(rank_zero_only, "rank", 0)
 
 
 def _finish_wandb() -> None:

@@ -1,13 +1,14 @@
 """Callbacks that turn a training run into files a report can read."""
 
-import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
 import lightning as L
+
+from segbench.files import write_json
+from segbench.profiling.params import count_params
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,7 @@ class MetricsJSON(L.Callback):
 
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule, epochs: int) -> None:
         self.wall_time_s = time.monotonic() - self._start
-        params = sum(p.numel() for p in pl_module.parameters())
-        trainable = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
+        params = count_params(pl_module)
         best = self.best or {}
         ckpt = trainer.checkpoint_callback
         out = {
@@ -74,17 +74,14 @@ class MetricsJSON(L.Callback):
             # epochs trained; with check_val_every_n_epoch > 1 there are fewer validations
             "epochs": epochs,
             "validations": len(self.history),
-            "params": params,
-            "trainable_params": trainable,
+            "params": params["total"],
+            "trainable_params": params["trainable"],
             "wall_time_s": round(self.wall_time_s, 2),
             "best_checkpoint": getattr(ckpt, "best_model_path", None) or None,
             "last_checkpoint": getattr(ckpt, "last_model_path", None) or None,
             "history": self.history,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(out, indent=2, allow_nan=True))
-        os.replace(tmp, self.path)
+        write_json(self.path, out, allow_nan=True)
 
     def state_dict(self) -> dict:
         return {"history": self.history, "best": self.best, "wall_time_s": self.wall_time_s}

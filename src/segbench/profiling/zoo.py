@@ -1,8 +1,9 @@
 """``segbench models``: every valid model x backbone with its params and FLOPs.
 
 Each network is built from its own ``conf/model/*.yaml`` and ``conf/backbone/*.yaml``
-(defaults as shipped), MobileNet at each of its widths, and counted with
-:func:`segbench.flops.count_flops` on one image of the given size.
+(defaults as shipped), a backbone with ``encoders`` per version and width (MobileNet)
+at each of them, and counted with :func:`segbench.profiling.flops.count_flops` on
+one image of the given size.
 
     segbench models                       # all pairs at 360x480, 11 classes (CamVid)
     segbench models --models fcn erfnet --size 512 1024 --num-classes 19
@@ -18,9 +19,9 @@ from omegaconf import OmegaConf
 
 from segbench.config import CONFIG_DIR, group_options
 from segbench.errors import ConfigError
-from segbench.flops import count_flops
-from segbench.models.backbones import BACKBONES, MOBILENET_WIDTHS
-from segbench.models.build import build_network, network_class
+from segbench.models import build_network, check_compatible
+from segbench.profiling.flops import count_flops
+from segbench.profiling.params import count_params
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,16 @@ def model_config(
 
 
 def backbone_variants(name: str, config_dir: Path = CONFIG_DIR) -> Iterator[tuple[str, dict]]:
-    """``(label, backbone config)`` of a backbone option; MobileNet once per version and width."""
+    """``(label, backbone config)`` of a backbone option; once per version and width where
+    its yaml lists ``encoders`` by version and width (MobileNet)."""
     base = OmegaConf.to_container(OmegaConf.load(config_dir / "backbone" / f"{name}.yaml"))
-    if name != "mobilenet":
+    if not base.get("encoders"):
         yield name, base
         return
-    for version, widths in MOBILENET_WIDTHS.items():
+    for version, widths in base["encoders"].items():
         for width in widths:
-            yield f"mobilenet{version} x{width:g}", {**base, "version": version, "width": width}
+            width = float(width)
+            yield f"{name}{version} x{width:g}", {**base, "version": version, "width": width}
 
 
 def valid_pairs(
@@ -54,10 +57,15 @@ def valid_pairs(
     """Every ``(model, backbone)`` option pair the model's class accepts."""
     for model in models:
         target = OmegaConf.load(config_dir / "model" / f"{model}.yaml")["_target_"]
-        allowed = getattr(network_class(target), "backbones", None) or tuple(BACKBONES)
         for backbone in backbones:
-            if backbone in allowed:
-                yield model, backbone
+            bb = OmegaConf.to_container(
+                OmegaConf.load(config_dir / "backbone" / f"{backbone}.yaml")
+            )
+            try:
+                check_compatible({"_target_": target}, bb)
+            except ConfigError:
+                continue
+            yield model, backbone
 
 
 def rows(
@@ -67,7 +75,7 @@ def rows(
     for model, backbone in valid_pairs(models, backbones):
         for label, bb in backbone_variants(backbone):
             net = build_network(model_config(model, bb, num_classes))
-            params = sum(p.numel() for p in net.parameters())
+            params = count_params(net)["total"]
             flops = count_flops(net, size)
             yield {
                 "model": model,

@@ -1,0 +1,1 @@
+"""Deployment: export to ONNX (and TensorRT), checked for parity and accuracy against PyTorch."""

@@ -1,0 +1,259 @@
+"""export(cfg): checkpoint -> ONNX (-> TensorRT), verified against PyTorch, written up in export.json.
+
+``python export.py ckpt_path=... [format=tensorrt precision=fp16] [benchmark=true]``
+or ``segbench export ...`` (same config, ``conf/export.yaml``).
+"""
+
+import itertools
+import json
+import logging
+import math
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from segbench.config import CONFIG_DIR, run_checked
+from segbench.data.datamodule import SegmentationDataModule, data_for_checkpoint
+from segbench.deploy.parity import check_parity, parity
+from segbench.errors import ConfigError, exit_on_user_error
+from segbench.evaluation.evaluate import score_split, summarize
+from segbench.files import write_json
+from segbench.models import SegmentationNetwork, load_network
+from segbench.runtimes.latency import Runtime, format_table, latency_table
+from segbench.runtimes.onnx import OnnxModel, export_onnx, runtime_tags
+from segbench.runtimes.pytorch import torch_predictor
+from segbench.runtimes.tensorrt import (
+    CalibrationBatches,
+    TensorRTModel,
+    build_engine,
+    import_tensorrt,
+)
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "tensorrt")
+INPUT_CONVENTION = "RGB in [0,1], (x - mean) / std, NCHW float32"
+
+
+def export(cfg: DictConfig) -> dict:
+    """Exports ``cfg.ckpt_path``, checks parity (and mIoU, latency), writes ``export.json``.
+
+    Files go to ``cfg.paths.output_dir``: ``model.onnx``, ``model_<precision>.engine``
+    for TensorRT, and ``export.json``.
+
+    Raises:
+        ConfigError: a bad format, precision or input size; TensorRT missing.
+        ParityError: argmax agreement below ``cfg.parity_min_agreement`` (after
+            ``export.json`` is written, so the numbers can be read).
+    """
+    check_format(cfg)
+    out = Path(cfg.paths.output_dir)
+    net, hparams = load_network(cfg.ckpt_path)
+    meta = hparams["data"]
+    datamodule = data_for_checkpoint(
+        hparams,
+        OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+    )
+    input_size = list(cfg.input_size or meta["image_size"])
+    if min(input_size) < net.min_size:
+        raise ConfigError(
+            "input_size",
+            input_size,
+            f"is below the network's minimum {net.min_size}",
+            fix=f"use H, W >= {net.min_size}",
+        )
+    report, models = write_models(cfg, net, hparams, datamodule, input_size, out)
+    device = torch.device(cfg.device)
+    net.to(device)
+    dataset = datamodule.get_split(cfg.split)
+    images = [dataset[i]["image"] for i in range(min(cfg.parity_images, len(dataset)))]
+    report["parity"] = {
+        name: parity(net, model, images, cfg.batch_size, device, cfg.parity_min_agreement)
+        for name, model in models.items()
+    }
+    miou = {}
+    if cfg.evaluate:
+        report["accuracy"] = accuracy(cfg, net, models, datamodule, meta)
+        miou = report["accuracy"]["miou"]
+    if cfg.benchmark:
+        report["latency"] = latency(cfg, net, models, report["precision"], input_size, miou)
+        log.info("latency at %dx%d:\n%s", *input_size, format_table(report["latency"]))
+    write_json(out / "export.json", report)
+    log.info("export report -> %s", out / "export.json")
+    check_parity(report, cfg.split, cfg.parity_min_agreement, str(out / "export.json"))
+    return report
+
+
+def check_format(cfg: DictConfig) -> None:
+    """Refuses a format/precision pair segbench cannot build, before any work."""
+    if cfg.format not in FORMATS:
+        raise ConfigError("format", cfg.format, "unknown export format", allowed=FORMATS)
+    if cfg.format == "onnx" and cfg.precision != "fp32":
+        raise ConfigError(
+            "precision",
+            cfg.precision,
+            "the ONNX graph is fp32; fp16 and int8 are TensorRT builds",
+            fix="add format=tensorrt (or precision=fp32)",
+        )
+    if cfg.format == "tensorrt":
+        import_tensorrt()  # say now that TensorRT or the GPU is missing
+
+
+def write_models(
+    cfg: DictConfig,
+    net: SegmentationNetwork,
+    hparams: dict,
+    datamodule: SegmentationDataModule,
+    input_size: list[int],
+    out: Path,
+) -> tuple[dict, dict]:
+    """Writes ``model.onnx`` (and the TensorRT engine); returns the report so far and runners."""
+    meta = hparams["data"]
+    onnx_path = out / "model.onnx"
+    metadata = {
+        "segbench.mean": json.dumps(meta["mean"]),
+        "segbench.std": json.dumps(meta["std"]),
+        "segbench.class_names": json.dumps(meta["class_names"]),
+        "segbench.input": INPUT_CONVENTION,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_info = export_onnx(
+        net, onnx_path, input_size, cfg.dynamic, cfg.exporter, cfg.opset, metadata
+    )
+    report = {
+        "ckpt_path": str(cfg.ckpt_path),
+        "model": hparams["net"]["_target_"],
+        "backbone": hparams["net"].get("backbone"),
+        "format": cfg.format,
+        "precision": cfg.precision if cfg.format == "tensorrt" else "fp32",
+        "files": {"onnx": _file(onnx_path)},
+        "onnx": onnx_info,
+        "preprocessing": {
+            "mean": meta["mean"],
+            "std": meta["std"],
+            "input": INPUT_CONVENTION,
+            "pad_multiple": net.pad_multiple,
+            "padding": "inside the graph: bottom/right zeros to pad_multiple, "
+            "logits cropped back to H, W",
+        },
+    }
+    models = {
+        "onnxruntime": OnnxModel(onnx_path, device=cfg.device, threads=torch.get_num_threads())
+    }
+    if cfg.format == "tensorrt":
+        engine = _build_engine(cfg, onnx_path, onnx_info, datamodule, input_size)
+        report["files"]["engine"] = _file(engine)
+        models["tensorrt"] = TensorRTModel(engine)
+    return report, models
+
+
+def accuracy(
+    cfg: DictConfig, net: SegmentationNetwork, models: dict, datamodule, meta: dict
+) -> dict:
+    """mIoU of PyTorch and of every exported runtime on ``cfg.split``, and the differences."""
+    limit = cfg.get("evaluate_images")
+    batches = math.ceil(limit / cfg.batch_size) if limit else None
+    predictors = [("pytorch", torch_predictor(net, torch.device(cfg.device))), *models.items()]
+    miou = {
+        name: summarize(
+            score_split(
+                predict,
+                itertools.islice(datamodule.loader(cfg.split), batches),
+                meta["num_classes"],
+                meta["ignore_index"],
+            ),
+            meta["class_names"],
+        )["miou"]
+        for name, predict in predictors
+    }
+    count = len(datamodule.get_split(cfg.split))
+    return {
+        "split": cfg.split,
+        "images": min(count, batches * cfg.batch_size) if batches else count,
+        "miou": miou,
+        "miou_delta_points": {
+            name: round((value - miou["pytorch"]) * 100, 4)
+            for name, value in miou.items()
+            if name != "pytorch"
+        },
+    }
+
+
+def latency(
+    cfg: DictConfig,
+    net: SegmentationNetwork,
+    models: dict,
+    precision: str,
+    input_size: list[int],
+    miou: dict,
+) -> list[dict]:
+    """Latency of PyTorch and every exported runtime at each of ``cfg.bench.batch_sizes``."""
+    runtimes = [Runtime("pytorch", net, device=cfg.device)]
+    for name, model in models.items():
+        tags = runtime_tags(model) if isinstance(model, OnnxModel) else {}
+        trt = name == "tensorrt"
+        runtimes.append(
+            Runtime(
+                name,
+                model.logits,
+                device="cuda" if trt else cfg.device,
+                precision=precision if trt else "fp32",
+                **tags,
+            )
+        )
+    return latency_table(
+        runtimes, input_size, cfg.bench.batch_sizes, cfg.bench.warmup, cfg.bench.runs, miou
+    )
+
+
+def _build_engine(
+    cfg: DictConfig, onnx_path: Path, onnx_info: dict, datamodule, input_size: list[int]
+) -> Path:
+    trt_cfg = cfg.tensorrt
+    dynamic_hw = onnx_info["dynamic"]["height"]
+    min_hw = list(trt_cfg.min_size) if dynamic_hw else input_size
+    max_hw = list(trt_cfg.max_size or [2 * s for s in input_size]) if dynamic_hw else input_size
+    calibration = None
+    if cfg.precision == "int8":
+        calibration = CalibrationBatches(
+            datamodule.get_split(trt_cfg.calibration_split),
+            input_size,
+            trt_cfg.calibration_batch_size,
+            trt_cfg.calibration_images,
+        )
+    out = onnx_path.parent
+    return build_engine(
+        onnx_path,
+        out / f"model_{cfg.precision}.engine",
+        cfg.precision,
+        min_shape=(1, 3, *min_hw),
+        opt_shape=(1, 3, *input_size),
+        max_shape=(trt_cfg.max_batch, 3, *max_hw),
+        workspace_gib=trt_cfg.workspace_gib,
+        timing_cache=trt_cfg.timing_cache,
+        calibration=calibration,
+        calibration_cache=out / "int8.calib",
+    )
+
+
+def _file(path: Path) -> dict:
+    return {"path": str(path), "size_mb": round(path.stat().st_size / 2**20, 3)}
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
+def _main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        export(cfg)
+
+
+def main() -> None:
+    """``segbench export key=value ...``: the same as ``python export.py``."""
+    run_checked(_main)
+
+
+if __name__ == "__main__":
+    main()

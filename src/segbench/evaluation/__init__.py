@@ -1,0 +1,5 @@
+"""Accuracy: metrics, scoring a checkpoint or exported model, Cityscapes scoring, pictures, report."""
+
+from segbench.evaluation.metrics import ConfusionMatrix, scores
+
+__all__ = ["ConfusionMatrix", "scores"]
