@@ -481,3 +481,69 @@ def test_metrics_json_states_the_budget_and_the_report_shows_it(tmp_path, data_d
     assert (
         row["images_seen"] == "24" and row["epochs"] == "2" and row["device"] == metrics["device"]
     )
+
+
+# -- a seeded sweep end to end (train.py -m; slow) ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_seeded_sweep_reports_mean_spread_curves_and_not_separated(tmp_path):
+    """Two configurations x three seeds through `train.py -m experiment=arch_comparison`.
+
+    TinyNet ignores the backbone width, so both configurations are the same network and,
+    with deterministic CPU training, score alike per seed: the report must not rank them.
+    """
+    import os
+    import subprocess
+
+    from tests.conftest import ROOT, SYNTHETIC
+
+    args = [
+        "-m",
+        "experiment=arch_comparison",
+        f"hydra.searchpath=[file://{ROOT / 'tests' / 'sweep_configs'}]",
+        "hydra.sweeper.params.model=tiny",
+        "hydra.sweeper.params.backbone=mobilenet",
+        "backbone.width=0.5,1.0",
+        *SYNTHETIC,
+        "augment=none",
+        "trainer.deterministic=true",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=2",
+        "logger=csv",
+        "profile_runtimes=[pytorch]",
+        "callbacks.rich_progress_bar=null",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        # All these overrides in the dir name would pass the 255-character limit.
+        "hydra.sweep.subdir=w${backbone.width}_seed${seed}",
+    ]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    sweep = tmp_path / "logs" / "arch_comparison" / "multiruns" / "synthetic"
+    assert json.loads((sweep / "sweep_status.json").read_text())["counts"]["ok"] == 6
+    assert sorted(p.name.split("seed")[1] for p in sweep.glob("*seed*")) == list("001122")
+
+    md = (sweep / "comparison.md").read_text()
+    configs_part = md.split("## Runs")[0]
+    lines = [line for line in configs_part.splitlines() if line.startswith("| 1= |")]
+    assert len(lines) == 2, configs_part  # both share rank 1: not separated
+    for line in lines:
+        assert "0 1 2 (n=3)" in line and " ± " in line and "tinynet/mobilenet x" in line
+    header = configs_part.split("## Configurations (over seeds)")[1].strip().splitlines()[0]
+    cells = lines[0].split(" | ")
+    images = cells[header.split(" | ").index("images seen")]
+    assert images == "24"  # 3 epochs x 2 batches x 4 images
+    assert Image.open(sweep / "curves.png").size[0] > 300
+    for run in sweep.glob("*seed*"):
+        assert len(json.loads((run / "metrics.json").read_text())["history"]) == 3
+        latency = json.loads((run / "profile.json").read_text())["latency"]
+        assert all(r["rounds"] == 3 and "noisy" in r and r["load_avg"] for r in latency)

@@ -40,6 +40,7 @@ IGNORED_OVERRIDES = (
     "paths.",
     "hydra.",
     "logger",
+    "logger.",
 )
 IDENTITY = ("model", "backbone", "width", "init", "data", "resolution")
 

@@ -34,11 +34,13 @@ def cost_axis(configs: list[dict]) -> tuple[str, str, str]:
     noisy = sum(bool(c.get(f"{LATENCY} noisy")) for c in timed)
     if timed and len(timed) == len(configs) and len(devices) == 1 and 2 * noisy <= len(timed):
         device = devices.pop() or "CPU"
+        load = max((c.get(f"{LATENCY} load/cpu") or 0 for c in timed), default=0)
         return (
             LATENCY,
             f"latency, ms (PyTorch eager fp32, batch 1, {device})",
             "x = measured latency: every configuration was timed on this one CPU"
-            + (f"; {noisy} noisy (hollow)" if noisy else ""),
+            + (f"; {noisy} noisy (hollow)" if noisy else "")
+            + (f"; load average up to {load:.1f} per CPU while timing" if load > 1 else ""),
         )
     if not timed or len(timed) < len(configs):
         why = f"{len(configs) - len(timed)} of {len(configs)} configurations have no CPU latency"
@@ -84,16 +86,19 @@ def plot_pareto(configs: list[dict], path: Path) -> Path | None:
         color = "tab:red" if i in front else "tab:blue"
         yerr = 100 * c["miou_std"] if c.get("miou_std") is not None else None
         ax.errorbar(x, y, yerr=yerr, fmt="none", ecolor=color, alpha=0.5, capsize=3)
+        size = 30 + 12 * (c.get("params_m") or 0)
         ax.scatter(
             x,
             y,
-            s=30 + 12 * (c.get("params_m") or 0),
+            s=size,
             alpha=0.6,
             facecolors="none" if noisy else color,
             edgecolors=color,
             linewidths=1.5,
         )
-        _label(ax, c["name"] + (" (noisy)" if noisy else ""), x, y, points)
+        same = sum(1 for q in points[:i] if math.isclose(q[0], x) and math.isclose(q[1], y))
+        text = c["name"] + (" (noisy)" if noisy else "")
+        _label(ax, text, (x, y), points, math.sqrt(size) / 2, same)
     fx, fy = zip(*sorted(points[i] for i in front), strict=True)
     ax.step(fx, fy, where="post", color="tab:red", lw=1, label="Pareto front (means)")
     xs = [p[0] for p in points]
@@ -110,14 +115,17 @@ def plot_pareto(configs: list[dict], path: Path) -> Path | None:
     return path
 
 
-def _label(ax, text: str, x: float, y: float, points: list[tuple[float, float]]) -> None:
-    """Labels to the right of a point left of the median x, else to its left (stays inside)."""
-    right_half = x > statistics.median(p[0] for p in points)
+def _label(ax, text: str, xy: tuple, points: list, radius: float, stacked: int = 0) -> None:
+    """Labels to the right of a point left of the median x, else to its left (stays inside),
+    clear of the marker (``radius`` in points); the ``stacked``-th label of one position
+    goes one line lower."""
+    right_half = xy[0] > statistics.median(p[0] for p in points)
+    gap = radius + 3
     ax.annotate(
         text,
-        (x, y),
+        xy,
         fontsize=7,
-        xytext=(-6 if right_half else 6, 4),
+        xytext=(-gap if right_half else gap, 4 - 10 * stacked),
         textcoords="offset points",
         ha="right" if right_half else "left",
     )
