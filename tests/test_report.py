@@ -547,3 +547,25 @@ def test_seeded_sweep_reports_mean_spread_curves_and_not_separated(tmp_path):
         assert len(json.loads((run / "metrics.json").read_text())["history"]) == 3
         latency = json.loads((run / "profile.json").read_text())["latency"]
         assert all(r["rounds"] == 3 and "noisy" in r and r["load_avg"] for r in latency)
+
+
+def test_segbench_report_command_as_documented(seeded, runs, tmp_path):
+    """`segbench report <dir>` in a fresh process, on seeds and on failed/skipped runs."""
+    import os
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
+    for folder in (seeded, runs):
+        proc = subprocess.run(
+            [sys.executable, "-m", "segbench.cli", "report", str(folder), "--classes", "road"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "## Configurations (over seeds)" in proc.stdout and "IoU road" in proc.stdout
+        assert (folder / "comparison.md").is_file() and (folder / "pareto.png").is_file()
