@@ -83,10 +83,11 @@ def _counts(override: str) -> bool:
 
 
 def group_runs(rows: Sequence[dict]) -> list[list[dict]]:
-    """Finished runs with an mIoU, grouped by :func:`config_key` (first-seen order)."""
+    """Finished runs with an mIoU (not NaN), grouped by :func:`config_key` (first-seen order)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        if row["status"] == "ok" and row.get("miou") is not None:
+        miou = row.get("miou")
+        if row["status"] == "ok" and miou is not None and not math.isnan(miou):
             groups.setdefault(config_key(row), []).append(row)
     return list(groups.values())
 
