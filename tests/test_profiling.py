@@ -164,6 +164,7 @@ def test_profile_writes_json(tmp_path):
             "input_size=[64,96]",
             "batch_size=2",
             "runs=2",
+            "rounds=2",
             "warmup=1",
             "devices=[cpu]",
         ],
@@ -177,6 +178,11 @@ def test_profile_writes_json(tmp_path):
     keys = {(r["runtime"], r["precision"], r["device_type"], r["batch"]) for r in saved["latency"]}
     assert keys == {("pytorch", "fp32", "cpu", 1), ("pytorch", "fp32", "cpu", 2)}
     assert all(r["median_ms"] > 0 and r["threads"] >= 1 and r["torch"] for r in saved["latency"])
+    # Every row: its rounds, their spread, the noisy flag with its threshold, and the load.
+    for r in saved["latency"]:
+        assert r["rounds"] == 2 and r["runs"] == 2 and len(r["round_medians_ms"]) == 2
+        assert r["rel_spread"] >= 0 and isinstance(r["noisy"], bool)
+        assert r["noisy_threshold"] == 0.1 and r["cpus"] >= 1 and len(r["load_avg"]) == 3
     # Budget: every scenario x device precision, and the CPU rows carry the measured fps.
     urban = [r for r in saved["budget"] if r["scenario"] == "urban"]
     assert len(urban) == sum(len(d.gops) for d in cfg.budget.devices.values())
@@ -231,3 +237,68 @@ def test_onnxruntime_rows_beside_eager_and_tensorrt_skipped_with_reason():
     assert ort_row["fps"] == pytest.approx(1000.0 / ort_row["median_ms"])
     (trt,) = [s for s in result["skipped"] if s["runtime"] == "tensorrt"]
     assert "tensorrt" in trt["reason"].lower()
+
+
+def _fake_clock(monkeypatch, durations_ms: list[float]):
+    """fn() advances a fake perf_counter by the next duration: timings without a real clock."""
+    from segbench.runtimes import latency
+
+    clock, steps = [0.0], iter(durations_ms)
+    monkeypatch.setattr(latency.time, "perf_counter", lambda: clock[0])
+
+    def fn():
+        clock[0] += next(steps) / 1e3
+
+    return fn
+
+
+@pytest.mark.parametrize(
+    "rounds_ms,median,rel,noisy",
+    [
+        ([[10, 10, 11], [10, 12, 10], [20, 20, 19]], 10.0, 1.0, True),  # a round under load
+        ([[10, 10, 11], [10.4, 10.4, 9], [10.2, 11, 10.2]], 10.2, 0.4 / 10.2, False),
+        ([[10, 30, 10, 10]], 10.0, None, False),  # one round: no spread, never judged noisy
+    ],
+)
+def test_time_callable_rounds_spread_and_noisy(monkeypatch, rounds_ms, median, rel, noisy):
+    from segbench.runtimes.latency import time_callable
+
+    monkeypatch.setattr("os.getloadavg", lambda: (3.0, 2.0, 1.0))
+    calls = [5.0] + [ms for r in rounds_ms for ms in r]  # one warm-up call first
+    t = time_callable(_fake_clock(monkeypatch, calls), 1, len(rounds_ms[0]), rounds=len(rounds_ms))
+    assert t["median_ms"] == pytest.approx(median)  # the median of the round medians
+    assert t["rounds"] == len(rounds_ms) and t["runs"] == len(rounds_ms[0])
+    assert t["rel_spread"] == (None if rel is None else pytest.approx(rel))
+    assert t["noisy"] is noisy and t["noisy_threshold"] == 0.1
+    # The warm-up call (5 ms) is not timed.
+    assert t["min_ms"] == pytest.approx(min(calls[1:])) and t["max_ms"] == pytest.approx(
+        max(calls[1:])
+    )
+    assert t["load_avg"] == [3.0, 2.0, 1.0] and t["load_per_cpu"] == round(3.0 / t["cpus"], 2)
+
+
+def test_noisy_threshold_is_the_one_given(monkeypatch):
+    from segbench.runtimes.latency import time_callable
+
+    fn = _fake_clock(monkeypatch, [10, 10, 10, 10, 11.5, 11.5])
+    t = time_callable(fn, 0, 2, rounds=3, noisy_threshold=0.2)
+    assert t["rel_spread"] == pytest.approx(0.15) and not t["noisy"]
+    fn = _fake_clock(monkeypatch, [10, 10, 10, 10, 11.5, 11.5])
+    assert time_callable(fn, 0, 2, rounds=3, noisy_threshold=0.1)["noisy"]
+
+
+def test_latency_rows_carry_spread_and_load():
+    rows, _ = pytorch_latency(
+        unet_mobilenet(),
+        SIZE,
+        [1],
+        devices=["cpu"],
+        precisions=["fp32"],
+        warmup=0,
+        runs=2,
+        rounds=2,
+    )
+    (row,) = rows
+    assert row["rounds"] == 2 and len(row["round_medians_ms"]) == 2
+    assert row["median_ms"] == pytest.approx(sum(row["round_medians_ms"]) / 2, rel=1e-3)
+    assert row["cpu_cores_used"] > 0 and row["load_per_cpu"] is not None

@@ -1,25 +1,32 @@
-"""The architecture comparison: every run's accuracy next to its cost and budget verdicts.
+"""The architecture comparison: every configuration's accuracy, over seeds, next to its cost.
 
 ``python -m segbench.evaluation.report <runs or multirun dir> [--out DIR] [--classes road,car]``
 (or ``segbench report ...``) scans run directories at any depth. A run directory
 holds ``config.yaml`` (the resolved training config) and ``metrics.json``
 (training), optionally ``eval.json``, ``profile.json``, ``export.json`` and the
 sweep's ``status.json`` (``{"status": "ok"|"failed"|"skipped", "reason", "overrides"}``).
-It writes ``comparison.md``, ``comparison.csv``, ``pareto.png`` and, when a W&B
-run is active, logs the table as ``comparison``.
+Runs that differ only in ``seed`` are one configuration (:mod:`.aggregate`): mean
+and spread, ranked only where the seeds separate them. It writes
+``comparison.md`` (configurations, then every run), ``comparison.csv`` (every
+run, every column), ``comparison_configs.csv``, ``pareto.png``, ``curves.png``
+(learning curves) and, when a W&B run is active, logs the tables as
+``comparison`` and ``comparison_configs``.
 """
 
 import argparse
 import csv
+import io
 import logging
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from segbench.errors import DataError
+from segbench.evaluation.aggregate import aggregate, config_columns
+from segbench.evaluation.curves import plot_curves
 from segbench.evaluation.plots import plot_pareto
-from segbench.evaluation.runs import budget_key, collect, columns_of
+from segbench.evaluation.runs import collect, columns_of
+from segbench.evaluation.tables import budget_columns, configs_table, notes, runs_table
 from segbench.files import write_text
 
 log = logging.getLogger(__name__)
@@ -37,86 +44,35 @@ def markdown(
     rows: list[dict],
     classes: Sequence[str] = (),
     budget: Sequence[tuple[str, str, str]] = tuple(DEFAULT_BUDGET),
+    configs: list[dict] | None = None,
+    images: Sequence[str] = (),
 ) -> str:
-    """The comparison table: identity, mIoU, chosen classes, cost, batch-1 latency, budgets."""
-    latency = sorted({k for r in rows for k in r if k.startswith("ms ") and k.endswith(" b1")})
-    budget_cols = [budget_key(*b) for b in budget if any(budget_key(*b) in r for r in rows)]
-    cols = (
-        ["model", "backbone", "width", "init", "data", "resolution", "mIoU"]
-        + [f"IoU {c}" for c in classes]
-        + ["params M", "GFLOPs", "train s"]
-        + [k.removesuffix(" b1") for k in latency]
-        + budget_cols
-        + ["status"]
-    )
-    lines = [
-        "| " + " | ".join(cols) + " |",
-        "|"
-        + "|".join(
-            "---:"
-            if c in ("mIoU", "params M", "GFLOPs", "train s") or c.startswith(("IoU", "ms"))
-            else "---"
-            for c in cols
-        )
-        + "|",
-    ]
-    for r in rows:
-        status = r["status"] if r["status"] == "ok" else f"{r['status']}: {_one_line(r['reason'])}"
-        cells = (
-            [
-                r["model"],
-                r["backbone"],
-                r["width"],
-                r["init"],
-                r["data"],
-                r["resolution"],
-                _pct(r["miou"]),
-            ]
-            + [_pct(r.get(f"iou_{c}")) for c in classes]
-            + [_num(r["params_m"], 2), _num(r["gflops"], 2), _num(r["train_time_s"], 0)]
-            + [_num(r.get(k), 1) for k in latency]
-            + [r.get(k, "–") for k in budget_cols]
-            + [status]
-        )
-        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
-    notes = [
-        "",
-        "mIoU: evaluate.py's score where the run has eval.json, else the best "
-        "val/miou of training (%). GFLOPs: one frame at the run's resolution "
-        "(1 MAC = 2 FLOPs). Latency: median ms at batch 1 per runtime, device, precision. "
-        "Budget: GOP/frame x cameras x fps vs the device's GOP/s (headroom %).",
-    ]
-    return "\n".join(lines + notes) + "\n"
-
-
-def _one_line(text: str) -> str:
-    """A multi-line reason (a ConfigError's problem, allowed, fix) as one table cell."""
-    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
-
-
-def _pct(value) -> str:
-    return (
-        "–"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else f"{100 * value:.2f}"
-    )
-
-
-def _num(value, digits: int) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+    """Configurations (seeds aggregated, ranked where separated), notes, pictures, every run."""
+    configs = aggregate(rows) if configs is None else configs
+    budget_cols = budget_columns(rows, budget)
+    lines = []
+    if configs:
+        lines += ["## Configurations (over seeds)", ""]
+        lines += configs_table(configs, classes, budget_cols) + [""]
+    lines += notes(rows) + [""]
+    lines += [f"![{name}]({name})" for name in images] + ([""] if images else [])
+    lines += ["## Runs", ""] + runs_table(rows, classes, budget_cols)
+    return "\n".join(lines) + "\n"
 
 
 def write_report(runs_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
-    """Writes comparison.md, comparison.csv and pareto.png for the runs under ``runs_dir``.
+    """Writes the comparison (Markdown, CSVs, Pareto plot, learning curves) for ``runs_dir``.
 
-    Logs the table to W&B as ``comparison`` when a W&B run is active.
+    Logs the tables to W&B as ``comparison`` and ``comparison_configs`` when a
+    W&B run is active.
 
     Args:
         runs_dir: A runs or multirun folder (run directories at any depth).
         out_dir: Where the files go (default: ``runs_dir``).
 
     Returns:
-        The written files by kind: ``md``, ``csv`` and (when a plot was possible) ``pareto``.
+        The written files by kind: ``md``, ``csv``, ``configs_csv`` and (when a plot
+        was possible) ``pareto`` and ``curves``.
     """
     return build_report(Path(runs_dir), Path(out_dir) if out_dir else None)
 
@@ -131,31 +87,50 @@ def build_report(
     out_dir = out_dir or runs_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = collect(runs_dir)
-    cols = columns_of(rows)
-    files = {"md": out_dir / "comparison.md", "csv": out_dir / "comparison.csv"}
-    write_text(
-        files["md"], f"# Architecture comparison: {runs_dir}\n\n" + markdown(rows, classes, budget)
-    )
-    with files["csv"].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=cols, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    pareto = plot_pareto(rows, out_dir / "pareto.png")
-    if pareto:
-        files["pareto"] = pareto
-    _log_wandb(rows, cols)
+    configs = aggregate(rows)
+    files = {
+        "md": out_dir / "comparison.md",
+        "csv": out_dir / "comparison.csv",
+        "configs_csv": out_dir / "comparison_configs.csv",
+    }
+    for kind, plot in (("pareto", plot_pareto), ("curves", plot_curves)):
+        if configs and (path := plot(configs, out_dir / f"{kind}.png")):
+            files[kind] = path
+    images = [files[k].name for k in ("pareto", "curves") if k in files]
+    md = markdown(rows, classes, budget, configs, images)
+    write_text(files["md"], f"# Architecture comparison: {runs_dir}\n\n{md}")
+    write_text(files["csv"], _csv(rows, columns_of(rows)))
+    write_text(files["configs_csv"], _csv(configs, config_columns(configs)))
+    _log_wandb({"comparison": rows, "comparison_configs": configs})
     log.info("%d runs -> %s", len(rows), ", ".join(map(str, files.values())))
     return files
 
 
-def _log_wandb(rows: list[dict], cols: list[str]) -> None:
+def _csv(rows: list[dict], cols: list[str]) -> str:
+    """The rows as CSV text (lists as "a; b")."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=cols, restval="", extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(
+            {k: "; ".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()}
+        )
+    return out.getvalue()
+
+
+def _log_wandb(tables: dict[str, list[dict]]) -> None:
     wandb = sys.modules.get("wandb")  # no W&B run can be active if wandb was never imported
     if wandb is None or wandb.run is None:
         return
-    data = [
-        [r.get(c) if not isinstance(r.get(c), list) else str(r.get(c)) for c in cols] for r in rows
-    ]
-    wandb.run.log({"comparison": wandb.Table(columns=cols, data=data)})
+    for name, rows in tables.items():
+        every = columns_of(rows) if name == "comparison" else config_columns(rows)
+        cols = [c for c in every if any(c in r for r in rows)]
+        data = [[_cell(r.get(c)) for c in cols] for r in rows]
+        wandb.run.log({name: wandb.Table(columns=cols, data=data)})
+
+
+def _cell(value):
+    return "; ".join(map(str, value)) if isinstance(value, list) else value
 
 
 def main(argv: list[str] | None = None) -> None:

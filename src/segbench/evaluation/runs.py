@@ -2,11 +2,14 @@
 
 A run directory holds ``config.yaml`` (the resolved training config) and
 ``metrics.json`` (training), optionally ``eval.json``, ``profile.json``,
-``export.json`` and the sweep's ``status.json``.
+``export.json`` and the sweep's ``status.json``. Keys starting with ``_`` (the
+curve, the overrides, latency details) are for the report's own use and stay out
+of the CSV.
 """
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from segbench.errors import DataError
 log = logging.getLogger(__name__)
 
 RUN_FILES = ("metrics.json", "status.json")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def find_runs(runs_dir: Path) -> list[Path]:
@@ -31,48 +35,140 @@ def find_runs(runs_dir: Path) -> list[Path]:
 
 
 def read_run(run_dir: Path, runs_dir: Path) -> dict:
-    """One table row: identity, status, accuracy, cost, latency per runtime, budget verdicts."""
+    """One table row: identity, status, accuracy, budget, cost, latency, budget verdicts."""
     files = {
-        name: _read_json(run_dir / f"{name}.json")
+        name: _read_json(run_dir / f"{name}.json") or {}
         for name in ("metrics", "eval", "profile", "export", "status")
     }
     config = _read_yaml(run_dir / "config.yaml")
-    status = files["status"] or {}
-    metrics, evaluation, prof = files["metrics"] or {}, files["eval"] or {}, files["profile"] or {}
+    status, metrics, prof = files["status"], files["metrics"], files["profile"]
+    overrides = list(status.get("overrides") or [])
     row = {
         "run": str(run_dir.relative_to(runs_dir)) if run_dir != runs_dir else run_dir.name,
         "status": status.get("status") or ("ok" if metrics else "incomplete"),
         "reason": status.get("reason", "" if metrics else "no metrics.json"),
+        **_identity(config, overrides),
+        "_overrides": overrides,
     }
-    row.update(_identity(config, status.get("overrides") or []))
     if prof.get("input_size"):
         row["resolution"] = "x".join(map(str, prof["input_size"]))
-    row["val_miou"] = metrics.get("best_val_miou")
-    row["eval_miou"] = evaluation.get("miou")
-    row["eval_split"] = evaluation.get("split")
-    row["miou"] = row["eval_miou"] if row["eval_miou"] is not None else row["val_miou"]
-    per_class = evaluation.get("per_class_iou") or metrics.get("per_class_iou") or {}
-    row.update({f"iou_{name}": value for name, value in per_class.items()})
+    row.update(_accuracy(metrics, files["eval"]))
+    row.update(runtime_accuracy(files["export"]))
     params = (prof.get("params") or {}).get("total") or metrics.get("params")
     row["params_m"] = params / 1e6 if params else None
     row["gflops"] = (prof.get("flops") or {}).get("gflops")
-    row["epochs"] = metrics.get("epochs")
-    row["train_time_s"] = metrics.get("wall_time_s")
-    latency = list(prof.get("latency") or []) + list((files["export"] or {}).get("latency") or [])
-    for r in latency:
-        row[latency_key(r)] = r.get("median_ms")
+    row.update(_budget(metrics, config))
+    row["_history"] = [
+        (h["epoch"] + 1, h["val/miou"]) for h in metrics.get("history") or [] if "val/miou" in h
+    ]
+    row["_latency"] = {}
+    for r in list(prof.get("latency") or []) + list(files["export"].get("latency") or []):
+        key = latency_key(r)
+        row[key] = r.get("median_ms")
+        row[f"{key} spread"] = r.get("rel_spread")
+        row[f"{key} noisy"] = r.get("noisy")
+        row[f"{key} load/cpu"] = r.get("load_per_cpu")
+        row["_latency"][key] = r
     for r in prof.get("budget") or []:
         row[budget_key(r["scenario"], r["device"], r["precision"])] = _verdict(r)
     return row
 
 
 def latency_key(r: dict) -> str:
-    """Column of a latency row: ``ms <runtime> <device type> <precision> b<batch>``."""
-    return f"ms {r.get('runtime')} {r.get('device_type')} {r.get('precision')} b{r.get('batch')}"
+    """Column of a latency row: ``ms <runtime> <device type> <precision>[ <variant>] b<batch>``."""
+    variant = f" {r['variant']}" if r.get("variant") else ""
+    return (
+        f"ms {r.get('runtime')} {r.get('device_type')} {r.get('precision')}{variant} "
+        f"b{r.get('batch')}"
+    )
 
 
 def budget_key(scenario: str, device: str, precision: str) -> str:
     return f"{scenario} {device} {precision}"
+
+
+def runtime_label(name: str, export: dict) -> str:
+    """``onnxruntime`` -> ``onnxruntime fp32``, ``onnxruntime_int8`` -> ``onnxruntime int8``."""
+    words = [w for w in re.split(r"[_\s-]+", name) if w]
+    if words and words[-1] in PRECISIONS:
+        return " ".join(words)
+    precision = export.get("precision", "fp16") if name == "tensorrt" else "fp32"
+    return " ".join([*words, precision])
+
+
+def runtime_accuracy(export: dict) -> dict:
+    """``miou <runtime> <precision>`` of every runtime export.json scored, and the deltas."""
+    accuracy = export.get("accuracy") or {}
+    out = {
+        f"miou {runtime_label(name, export)}": value
+        for name, value in (accuracy.get("miou") or {}).items()
+    }
+    out.update(
+        {
+            f"delta {runtime_label(name, export)}": value
+            for name, value in (accuracy.get("miou_delta_points") or {}).items()
+        }
+    )
+    if out and accuracy.get("split"):
+        out["runtime_split"] = accuracy["split"]
+    return out
+
+
+def _accuracy(metrics: dict, evaluation: dict) -> dict:
+    """Best val mIoU, evaluate.py's score, the test score, per-class IoU."""
+    out = {
+        "val_miou": metrics.get("best_val_miou"),
+        "eval_miou": evaluation.get("miou"),
+        "eval_split": evaluation.get("split"),
+    }
+    out["miou"] = out["eval_miou"] if out["eval_miou"] is not None else out["val_miou"]
+    per_class = evaluation.get("per_class_iou") or metrics.get("per_class_iou") or {}
+    out.update({f"iou_{name}": value for name, value in per_class.items()})
+    out.update(_test_scores(metrics))
+    return out
+
+
+def _test_scores(metrics: dict) -> dict:
+    """``test/miou`` and ``test/iou_<class>`` of a run trained with ``test_split``.
+
+    Read from the top level of metrics.json or its ``test`` object (either spelling).
+    """
+    test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
+    sources = (metrics, test)
+    miou = next(
+        (
+            src[k]
+            for src in sources
+            for k in ("test/miou", "test_miou", "best_test_miou")
+            if src.get(k) is not None
+        ),
+        test.get("miou"),
+    )
+    out = {"test_miou": miou}
+    for src in sources:
+        out.update({f"test_iou_{k[9:]}": v for k, v in src.items() if k.startswith("test/iou_")})
+    out.update({f"test_iou_{k}": v for k, v in (test.get("per_class_iou") or {}).items()})
+    return out
+
+
+def _budget(metrics: dict, config: dict) -> dict:
+    """Epochs, steps, images seen, wall time and device of a run, and its configured budget."""
+    history = metrics.get("history") or []
+    steps = metrics.get("steps") or (history[-1].get("step") if history else None)
+    batch = (config.get("data") or {}).get("batch_size")
+    images = metrics.get("images_seen")
+    if images is None and steps and batch:
+        images = steps * batch  # runs from before metrics.json counted them
+    trainer = config.get("trainer") or {}
+    return {
+        "epochs": metrics.get("epochs"),
+        "max_epochs": trainer.get("max_epochs"),
+        "batch_size": batch,
+        "steps": steps,
+        "images_seen": images,
+        "train_time_s": metrics.get("wall_time_s"),
+        "device": metrics.get("device") or trainer.get("accelerator"),
+    }
 
 
 def _verdict(r: dict) -> str:
@@ -83,14 +179,16 @@ def _verdict(r: dict) -> str:
 
 
 def _identity(config: dict, overrides: Sequence[str]) -> dict:
-    """Model, backbone, width, init, data and resolution, from the config or the overrides."""
+    """Model, backbone, width, init, data, resolution and seed, from the config or overrides."""
     given = dict(o.lstrip("+").split("=", 1) for o in overrides if "=" in o)
     model = config.get("model") or {}
     backbone = config.get("backbone") or model.get("backbone") or {}
     data, init = config.get("data") or {}, config.get("init") or {}
     target = str(model.get("_target_", ""))
     size = data.get("image_size")
+    seed = config.get("seed", given.get("seed"))
     return {
+        "seed": None if seed is None else int(seed),
         "model": target.rpartition(".")[2].lower() or given.get("model", ""),
         "backbone": backbone.get("name") or given.get("backbone", ""),
         "width": backbone.get("width", given.get("backbone.width", "")),
@@ -129,34 +227,49 @@ def collect(runs_dir: Path) -> list[dict]:
         raise DataError(
             runs_dir,
             "no run directories (metrics.json or status.json) found",
-            fix="pass a train runs/ or multiruns/ folder of segbench runs",
+            fix="pass a train runs/ or multirun/ folder of segbench runs",
         )
     return sorted(rows, key=lambda r: (r["status"] != "ok", -(r["miou"] or -1.0), r["run"]))
 
 
+HEAD = [
+    "run",
+    "status",
+    "reason",
+    "model",
+    "backbone",
+    "width",
+    "init",
+    "data",
+    "resolution",
+    "seed",
+    "miou",
+    "val_miou",
+    "eval_miou",
+    "eval_split",
+    "test_miou",
+    "params_m",
+    "gflops",
+    "epochs",
+    "max_epochs",
+    "batch_size",
+    "steps",
+    "images_seen",
+    "train_time_s",
+    "device",
+]
+
+
 def columns_of(rows: list[dict]) -> list[str]:
-    """Every column, in a stable, readable order."""
-    head = [
-        "run",
-        "status",
-        "reason",
-        "model",
-        "backbone",
-        "width",
-        "init",
-        "data",
-        "resolution",
-        "miou",
-        "val_miou",
-        "eval_miou",
-        "eval_split",
-        "params_m",
-        "gflops",
-        "epochs",
-        "train_time_s",
-    ]
+    """Every column (``_`` keys left out), in a stable, readable order."""
     rest = sorted(
-        {k for r in rows for k in r} - set(head),
-        key=lambda k: (not k.startswith("iou_"), not k.startswith("ms "), k),
+        {k for r in rows for k in r if not k.startswith("_")} - set(HEAD),
+        key=lambda k: (
+            not k.startswith("iou_"),
+            not k.startswith("test_iou_"),
+            not k.startswith(("miou ", "delta ")),
+            not k.startswith("ms "),
+            k,
+        ),
     )
-    return head + rest
+    return HEAD + rest

@@ -3,6 +3,15 @@
 Eager PyTorch is timed directly; ONNX Runtime and TensorRT through a temporary
 ONNX export. Every row comes from :func:`segbench.runtimes.latency.latency_table`,
 so all of segbench's latency figures are measured the same way.
+
+Row layout (readers key on these; a new runtime adds rows, never renames keys):
+``runtime``, ``precision``, ``device_type``, ``batch`` identify a row (the report's
+column is ``ms <runtime> <device_type> <precision> b<batch>``, plus ``variant``
+when a row has one, e.g. ``channels_last``); ``median_ms``, ``p90_ms``,
+``mean_ms``, ``min_ms``, ``max_ms``, ``iqr_ms``, ``runs`` (per round), ``rounds``,
+``round_medians_ms``, ``rel_spread``, ``noisy``, ``noisy_threshold`` time it;
+``load_avg``, ``load_per_cpu``, ``cpus``, ``cpu_cores_used`` give the machine's
+load; ``device``, ``threads``, ``torch``, ``python`` and runtime tags say where.
 """
 
 import copy
@@ -16,7 +25,7 @@ from torch import nn
 
 from segbench.errors import ConfigError
 from segbench.runtimes import RUNTIMES
-from segbench.runtimes.latency import Runtime, latency_table
+from segbench.runtimes.latency import NOISY_SPREAD, Runtime, latency_table
 from segbench.runtimes.onnx import OnnxModel, export_onnx, runtime_tags
 from segbench.runtimes.pytorch import DTYPES, eager_logits
 from segbench.runtimes.tensorrt import TensorRTModel, build_engine, import_tensorrt
@@ -31,12 +40,15 @@ def pytorch_latency(
     devices: Iterable[str] = ("cpu", "cuda"),
     precisions: Iterable[str] = ("fp32", "fp16", "bf16"),
     warmup: int = 3,
-    runs: int = 20,
+    runs: int = 10,
+    rounds: int = 3,
+    noisy_threshold: float = NOISY_SPREAD,
 ) -> tuple[list[dict], list[dict]]:
     """Eager PyTorch latency rows and the combinations skipped (with the reason).
 
     fp16/bf16 run on CUDA only (weights and input cast to the type): on a CPU
-    they measure an emulation nobody deploys.
+    they measure an emulation nobody deploys. ``rounds`` x ``runs`` timed calls
+    per row (:func:`segbench.runtimes.latency.time_callable`).
     """
     rows, skipped = [], []
     for device in devices:
@@ -62,7 +74,15 @@ def pytorch_latency(
                 continue
             logits = eager_logits(copy.deepcopy(net), device, precision)
             runtime = Runtime("pytorch", logits, device=device, precision=precision)
-            rows += latency_table([runtime], input_size, list(batch_sizes), warmup, runs)
+            rows += latency_table(
+                [runtime],
+                input_size,
+                list(batch_sizes),
+                warmup,
+                runs,
+                rounds=rounds,
+                noisy_threshold=noisy_threshold,
+            )
             del logits, runtime
     return rows, skipped
 
@@ -75,7 +95,9 @@ def exported_latency(
     devices: Iterable[str] = ("cpu", "cuda"),
     precisions: Iterable[str] = ("fp32", "fp16"),
     warmup: int = 3,
-    runs: int = 20,
+    runs: int = 10,
+    rounds: int = 3,
+    noisy_threshold: float = NOISY_SPREAD,
 ) -> list[dict]:
     """Latency rows of ``net`` exported to ``runtime``, in the layout of the eager rows.
 
@@ -108,7 +130,16 @@ def exported_latency(
                     onnx_path, Path(tmp), precisions, input_size, batch_sizes
                 )
             ]
-        for row in latency_table(runners, input_size, batch_sizes, warmup, runs):
+        timed = latency_table(
+            runners,
+            input_size,
+            batch_sizes,
+            warmup,
+            runs,
+            rounds=rounds,
+            noisy_threshold=noisy_threshold,
+        )
+        for row in timed:
             row["onnx_dynamic_hw"] = info["dynamic"]["height"]
             rows.append(row)
     return rows

@@ -47,7 +47,8 @@ def profile_network(
         latency: Measure latency (params/FLOPs/budget alone are fast).
         budget: ``conf/budget`` node (``devices``, ``scenarios``, ``utilization``);
             None skips the budget check.
-        **latency_kwargs: ``devices``, ``precisions``, ``warmup``, ``runs``.
+        **latency_kwargs: ``devices``, ``precisions``, ``warmup``, ``runs`` (per
+            round), ``rounds``, ``noisy_threshold``.
     """
     net = copy.deepcopy(net).cpu().float().eval()
     input_size = [int(v) for v in input_size]
@@ -124,6 +125,8 @@ def profile(cfg: DictConfig) -> dict:
             precisions=cfg.precisions,
             warmup=cfg.warmup,
             runs=cfg.runs,
+            rounds=cfg.rounds,
+            noisy_threshold=cfg.noisy_threshold,
         ),
     }
     out = Path(cfg.paths.output_dir)
@@ -132,8 +135,18 @@ def profile(cfg: DictConfig) -> dict:
     return result
 
 
+#: Timing of train.py's after-fit profile: 3 rounds of 5 calls per row (a sweep profiles
+#: every job, so it stays short); ``+profile_repeats.rounds=5`` etc. change it.
+TRAINED_REPEATS = {"warmup": 2, "runs": 5, "rounds": 3}
+
+
 def profile_trained(net: nn.Module, cfg: DictConfig, path: Path) -> dict:
-    """Profiles a just-trained network at its dataset's size into ``path`` (train's ``profile``)."""
+    """Profiles a just-trained network at its dataset's size into ``path`` (train's ``profile``).
+
+    Latency is timed with :data:`TRAINED_REPEATS`, updated by ``cfg.profile_repeats``
+    when the run sets it.
+    """
+    repeats = {**TRAINED_REPEATS, **(cfg.get("profile_repeats") or {})}
     result = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         **profile_network(
@@ -142,8 +155,7 @@ def profile_trained(net: nn.Module, cfg: DictConfig, path: Path) -> dict:
             cfg.data.batch_size,
             runtimes=cfg.get("profile_runtimes") or ("pytorch",),
             budget=cfg.get("budget"),
-            warmup=2,
-            runs=10,
+            **repeats,
         ),
     }
     write_json(path, result)
@@ -164,7 +176,8 @@ def summary(result: dict) -> str:
         lines.append(
             f"  {r['runtime']:<11} {r['device_type']:<4} {r['precision']:<5} batch "
             f"{r['batch']:<3} median {r['median_ms']:8.1f} ms  p90 {r['p90_ms']:8.1f} ms"
-            f"  ({r['device']}, {r['threads']} threads)"
+            f"{_spread(r)}  ({r['device']}, {r['threads']} threads, "
+            f"load {r.get('load_per_cpu')}/CPU)"
         )
     for r in result.get("budget", []):
         verdict = "fits" if r["fits"] else "does not fit"
@@ -179,6 +192,13 @@ def summary(result: dict) -> str:
             f"(headroom {r['headroom_pct']:+.0f}%){measured}"
         )
     return "\n".join(lines)
+
+
+def _spread(row: dict) -> str:
+    rel = row.get("rel_spread")
+    if rel is None:
+        return ""
+    return f"  spread {100 * rel:3.0f}%" + (" NOISY" if row.get("noisy") else "")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="profile")

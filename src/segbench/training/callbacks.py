@@ -9,15 +9,19 @@ import lightning as L
 
 from segbench.files import write_json
 from segbench.profiling.params import count_params
+from segbench.runtimes.latency import device_tags
 
 log = logging.getLogger(__name__)
 
 
 class MetricsJSON(L.Callback):
-    """Writes ``metrics.json``: best score, its per-class IoU, the curve, size, time.
+    """Writes ``metrics.json``: best score, its per-class IoU, the curve, size, budget.
 
     Rewritten (atomically) after every validation, so a killed run still leaves
-    its history; a resumed run continues the history from the checkpoint.
+    its history; a resumed run continues the history from the checkpoint. The
+    budget a run had: ``epochs``, ``steps``, ``images_seen`` (training samples
+    processed, all ranks), ``wall_time_s`` and where (``device``, ``devices``,
+    ``precision``), so runs compare at equal budget.
 
     Args:
         path: Output file.
@@ -30,10 +34,17 @@ class MetricsJSON(L.Callback):
         self.history: list[dict] = []
         self.best: dict | None = None
         self.wall_time_s = 0.0
+        self.images_seen = 0
         self._start = time.monotonic()
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.monotonic() - self.wall_time_s
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        images = batch["image"] if isinstance(batch, dict) else batch[0]
+        self.images_seen += len(images) * trainer.world_size
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
@@ -76,7 +87,12 @@ class MetricsJSON(L.Callback):
             "validations": len(self.history),
             "params": params["total"],
             "trainable_params": params["trainable"],
+            "steps": trainer.global_step,
+            "images_seen": self.images_seen,
             "wall_time_s": round(self.wall_time_s, 2),
+            "device": device_tags(trainer.strategy.root_device)["device"],
+            "devices": trainer.world_size,
+            "precision": str(trainer.precision),
             "best_checkpoint": getattr(ckpt, "best_model_path", None) or None,
             "last_checkpoint": getattr(ckpt, "last_model_path", None) or None,
             "history": self.history,
@@ -84,12 +100,18 @@ class MetricsJSON(L.Callback):
         write_json(self.path, out, allow_nan=True)
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "best": self.best, "wall_time_s": self.wall_time_s}
+        return {
+            "history": self.history,
+            "best": self.best,
+            "wall_time_s": self.wall_time_s,
+            "images_seen": self.images_seen,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = state_dict["history"]
         self.best = state_dict["best"]
         self.wall_time_s = state_dict["wall_time_s"]
+        self.images_seen = state_dict.get("images_seen", 0)  # checkpoints before it was kept
 
 
 def _number(value) -> float:
