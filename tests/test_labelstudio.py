@@ -303,3 +303,24 @@ def test_class_names_reach_hydra_as_the_printed_command_writes_them(tmp_path):
     overrides = ["data=folder", "data.root=x", "data.num_classes=4", f"data.class_names={value}"]
     cfg = compose_config("train", tmp_path, overrides)
     assert list(cfg.data.class_names) == names
+
+
+def test_photo_turned_by_exif_is_stored_as_labelled(tmp_path):
+    # Stored 48 wide x 64 high with EXIF orientation 6 (turn 90 degrees clockwise):
+    # Label Studio shows, and the region is drawn on, a 64 x 48 image.
+    stored = np.zeros((W, H, 3), np.uint8)
+    stored[:, : H // 2] = 255  # the left half when stored = the top half when shown
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    top = polygon("bright", [[0, 0], [100, 0], [100, 50], [0, 50]], "p")
+    task = {"id": 1, "data": {"image": "phone.jpg"}, "annotations": [annotation(1, [top])]}
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([task]))
+    report = import_labelstudio(export, tmp_path / "out", Options())
+    assert report["written"] == 1 and report["turned_by_exif"] == 1
+    image = np.array(Image.open(tmp_path / "out" / "images" / "phone.png"))
+    mask = np.array(Image.open(tmp_path / "out" / "masks" / "phone.png"))
+    assert image.shape == (H, W, 3) and mask.shape == (H, W)
+    assert image[: H // 2].mean() > 200 and image[H // 2 :].mean() < 50
+    assert (mask[: H // 2] == 0).all() and (mask[H // 2 :] == 255).all()

@@ -136,6 +136,15 @@ def test_class_weight_cache_follows_the_mapping(tmp_path):
     assert no_bike[7] == counts19[13]
 
 
+def test_check_reports_the_target_classes(tmp_path, capsys):
+    from segbench.data.check import main
+
+    root = write_cityscapes(tmp_path / "cs")
+    assert main(["data=cityscapes8", f"data.root={root}"]) == 0
+    out = capsys.readouterr().out
+    assert "7 vehicle" in out and "no problems found" in out and "bicycle" not in out
+
+
 def _train(tmp_path, *overrides) -> subprocess.CompletedProcess:
     command = [
         sys.executable,

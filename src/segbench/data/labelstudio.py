@@ -42,7 +42,7 @@ from segbench.data.labelstudio_classes import (
     parse_mapping,
     write_dataset_yaml,
 )
-from segbench.data.reading import SampleError, read_image
+from segbench.data.reading import SampleError
 from segbench.errors import DataError, exit_on_user_error
 from segbench.files import atomic_write
 
@@ -171,6 +171,7 @@ def import_labelstudio(export: Path, out: Path, options: Options) -> dict:
         "cancelled_annotations": 0,
         "other_results": 0,
         "overlap_pixels": 0,
+        "turned_by_exif": 0,
         "overlap_rule": options.overlap,
         "unlabeled": options.unlabeled,
     }
@@ -184,12 +185,17 @@ def import_labelstudio(export: Path, out: Path, options: Options) -> dict:
     pixels, sizes = np.zeros(256, np.int64), Counter()
     for task, regions, path, name in find_images(chosen, export, options, report):
         try:
-            image = read_image(path)
+            image, turned = ls.load_image(path)
             ids, overlap = paint(regions, lookup, *image.shape[:2], decode, options)
         except (SampleError, ls.RegionError) as err:
             skip(report, task, str(err))
             continue
-        atomic_write(out / "images" / name, lambda f, p=path: f.write(p.read_bytes()))
+        if turned is None:
+            atomic_write(out / "images" / name, lambda f, p=path: f.write(p.read_bytes()))
+        else:  # stored as displayed (EXIF orientation applied), losslessly
+            name = f"{Path(name).stem}.png"
+            atomic_write(out / "images" / name, lambda f, b=turned: f.write(b))
+            report["turned_by_exif"] += 1
         mask_png(out / "masks" / f"{Path(name).stem}.png", ids, options.ignore_index)
         pixels += np.bincount(ids.ravel(), minlength=256)
         sizes[image.shape[:2]] += 1

@@ -14,6 +14,7 @@ regions ``{"points": [[x%, y%], ...], "polygonlabels": [name]}`` in percent of t
 image size (https://labelstud.io/tags/brushlabels, https://labelstud.io/tags/polygonlabels).
 """
 
+import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
+from PIL import Image, ImageOps
 
+from segbench.data.reading import read_image
 from segbench.errors import ConfigError
 
 #: Label Studio prefixes uploaded files with 8 hex digits and a dash.
@@ -120,6 +123,30 @@ def resolve_image(ref: str, folders: list[Path]) -> tuple[Path | None, list[Path
 def output_name(ref: str) -> str:
     """The file name a sample takes: the original name, without Label Studio's upload prefix."""
     return UPLOAD_PREFIX.sub("", Path(reference_paths(ref)[0]).name)
+
+
+def load_image(path: Path) -> tuple[np.ndarray, bytes | None]:
+    """An image as Label Studio showed it: RGB ``(H, W, 3)``, and PNG bytes to store
+    instead of the file where its EXIF orientation turns it (None: copy the file).
+
+    Browsers, so Label Studio, display a photo turned by its EXIF orientation and the
+    regions are drawn on that; segbench reads pixels as stored, so such an image is
+    written turned.
+
+    Raises:
+        SampleError: the file is missing or cannot be read as an image.
+    """
+    image = read_image(path)
+    try:
+        with Image.open(path) as raw:
+            if raw.getexif().get(0x0112, 1) in (None, 1):
+                return image, None
+            turned = ImageOps.exif_transpose(raw).convert("RGB")
+    except OSError:
+        return image, None
+    buffer = io.BytesIO()
+    turned.save(buffer, format="PNG")
+    return np.asarray(turned), buffer.getvalue()
 
 
 def region_label(result: dict) -> str | None:
