@@ -12,7 +12,7 @@ from cityscapesscripts.helpers.labels import labels as cs_labels
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tests.conftest import ROOT, compose_config
-from tests.layouts import CITYSCAPES_IDS, write_camvid, write_cityscapes
+from tests.layouts import CITYSCAPES_IDS, write_camvid, write_cityscapes, write_folder
 
 from segbench.data.class_weights import cached_label_counts
 from segbench.data.remap import class_remap
@@ -97,6 +97,20 @@ def test_cityscapes_camvid11_matches_camvid_facts(tmp_path):
 def test_remap_errors_name_the_key_and_the_fix(remap, message):
     with pytest.raises(ConfigError, match=message):
         class_remap(remap, ["road", "vehicle"], 255)
+
+
+def test_remap_given_on_the_command_line_for_own_data(tmp_path):
+    root = write_folder(tmp_path / "parts", n=4)  # ids 0, 1, 2 and 255 in four stripes
+    overrides = [  # as in the README
+        "data=folder",
+        f"data.root={root}",
+        "data.num_classes=2",
+        "data.class_names=[ok,defect]",
+        "data.remap={source:[bg,scratch,dent],classes:{bg:ok,scratch:defect,dent:defect}}",
+    ]
+    mask = instantiate(data_cfg(tmp_path, *overrides)).get_split("train")[0]["mask"]
+    values, counts = torch.unique(mask, return_counts=True)
+    assert values.tolist() == [0, 1, 255] and counts[1] == 2 * counts[0] == 2 * counts[2]
 
 
 def test_lut_keeps_unknown_values_visible_and_ids_work_as_keys():
