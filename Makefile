@@ -15,7 +15,7 @@ help: ## Show this help.
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,sweep,bench]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,sweep,bench,labelstudio]'
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv (if missing) and install segbench with dev extras; fast when done.

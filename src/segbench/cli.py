@@ -21,6 +21,14 @@ COMMANDS = {
         "architecture comparison table from a sweep or runs dir",
     ),
     "export": ("segbench.deploy.export", "export a checkpoint (ONNX, TensorRT)"),
+    "predict": (
+        "segbench.deploy.predict",
+        "label maps and overlays for images, folders, videos",
+    ),
+    "import-labelstudio": (
+        "segbench.data.labelstudio",
+        "Label Studio export -> images/ + masks/ (data=folder)",
+    ),
 }
 
 

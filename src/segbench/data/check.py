@@ -87,6 +87,8 @@ def check(data_cfg: DictConfig) -> list[SplitReport]:
                 on_bad_sample="skip",
                 **extra,
             )
+            if datamodule.remap is not None:  # data.remap: report the target classes
+                datamodule.remap.apply(dataset)
         except DataError as err:
             report = SplitReport(split, missing=str(err))
             if split == "train":

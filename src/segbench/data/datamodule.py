@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from torch.utils.data import DataLoader
 
 from segbench.data.dataset import SegmentationDataset, check_policy
+from segbench.data.remap import class_remap
 from segbench.data.transforms import build_transform
 from segbench.errors import ConfigError
 from segbench.targets import resolve_class
@@ -49,6 +50,9 @@ class SegmentationDataModule:
         modes: The class facts of each mode (``num_classes``, ``class_names``,
             ``colors``), which the yaml interpolates; listed here so that a
             mistyped ``data.mode`` is refused by name.
+        remap: Source classes -> these classes (``source``, ``classes``,
+            ``source_ignore_index``; :mod:`segbench.data.remap`), applied to
+            every mask when read; None keeps the dataset's own classes.
     """
 
     def __init__(
@@ -69,10 +73,12 @@ class SegmentationDataModule:
         on_bad_sample: str = "error",
         mode: str | None = None,
         modes: dict | None = None,
+        remap: dict | None = None,
     ) -> None:
         colors = check_facts(
             num_classes, ignore_index, class_names, colors, on_bad_sample, mode, modes
         )
+        self.remap = class_remap(remap, class_names, ignore_index)
         self.root, self.dataset = root, dataset
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.class_names, self.colors = list(class_names), [list(c) for c in colors]
@@ -109,6 +115,8 @@ class SegmentationDataModule:
                 on_bad_sample=self.on_bad_sample,
                 **extra,
             )
+            if self.remap is not None:
+                self.remap.apply(self.splits[split])
             log.info(
                 "%s split: %d samples from %s",
                 split,
