@@ -38,6 +38,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], fsync: boo
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # mkstemp makes the file owner-only; give it the mode open() would (0666 minus umask).
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -57,6 +59,12 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], fsync: boo
             Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | Path, text: str) -> Path:
