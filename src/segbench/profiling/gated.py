@@ -113,7 +113,8 @@ def _disagrees(check: dict) -> str:
     return (
         f"parity: argmax agreement {check['agreement_pct']:.2f}% < "
         f"{check['min_agreement_pct']}% with eager fp32 on {check['images']} "
-        f"{check['frames']} (max |logit diff| {check['max_abs_diff']:.3g})"
+        f"{check['frames']} (max |logit diff| {check['max_abs_diff']:.3g}); untrained weights "
+        "leave most pixels on near-ties: profile a trained checkpoint (ckpt_path=...)"
     )
 
 
