@@ -12,7 +12,8 @@ something; random weights leave most pixels on near-ties), scored on val, then
 timed at each shape through segbench's own rows
 (:func:`segbench.profiling.latency.runtime_latency`): eager fp32 and fp16, and
 the parity-gated ``channels_last``, ``cuda_graphs`` and ``torch_compile``
-(parity frames: CamVid val, resized to the shape). The file is rewritten after
+(parity frames: CamVid val, resized to the shape), with cuDNN autotuning on for
+every row alike (``--no-cudnn-benchmark``: off). The file is rewritten after
 every model, so a run cut short keeps what it measured.
 
 Target: the best runtime >= 3x eager fp32 at batch 1, 360x480 and at batch 8,
@@ -159,6 +160,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="data loader processes")
     parser.add_argument("--val-batches", type=int, default=None, help="score only N val batches")
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of the script itself")
+    parser.add_argument(
+        "--no-cudnn-benchmark",
+        action="store_true",
+        help="keep cuDNN's default algorithm choice (default: autotune, for every row alike)",
+    )
     parser.add_argument("--out", type=Path, default=OUT / "gpu_runtimes.json")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -168,6 +174,7 @@ def main() -> None:
 
     from segbench.models import build_network
 
+    torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark  # shapes are fixed per row
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes]
     lines, result = [], {"machine": machine(), "settings": vars(args) | {"out": str(args.out)}}
     for model in args.models:

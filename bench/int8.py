@@ -42,11 +42,11 @@ MODELS = {
 TARGET_RATIO, TARGET_DROP = 0.25, 1.0
 
 
-def run(script: str, overrides: list[str], threads: int) -> None:
+def run(script: str, overrides: list[str], threads: int, check: bool = True) -> int:
     command = [sys.executable, str(ROOT / script), *overrides]
     print("+", " ".join(command), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    subprocess.run(command, cwd=ROOT, check=True, env=env)
+    return subprocess.run(command, cwd=ROOT, check=check, env=env).returncode
 
 
 def checkpoint(name: str, args) -> Path:
@@ -170,6 +170,7 @@ def summary(name: str, report: dict, measured: dict) -> dict:
         "miou_drop_points": drop,
         "class_delta_points": acc.get("class_delta_points", {}).get("onnxruntime_int8"),
         "agreement_pct": report["parity"]["onnxruntime_int8"]["agreement_pct"],
+        "parity_passed": report["parity"]["onnxruntime_int8"]["passed"],
         "export_ms": {
             key: rows[(rt, p)]["median_ms"]
             for key, (rt, p) in {
@@ -230,7 +231,8 @@ def main() -> None:
     lines, runs = [], {}
     for name in args.models:
         ckpt, export_dir = checkpoint(name, args), args.out / name / "export"
-        run(
+        (export_dir / "export.json").unlink(missing_ok=True)
+        code = run(
             "export.py",
             [
                 f"ckpt_path={ckpt}", "precision=int8", "benchmark=true", "input_size=[360,480]",
@@ -238,7 +240,10 @@ def main() -> None:
                 *args.export_args,
             ],
             args.threads,
+            check=False,  # failed INT8 parity exits 1 after writing export.json: still a row
         )  # fmt: skip
+        if not (export_dir / "export.json").is_file():
+            raise SystemExit(f"error: export.py failed for {name} (exit {code}); see above")
         report = json.loads((export_dir / "export.json").read_text())
         measured = measure(name, export_dir, args)
         lines.append(summary(name, report, measured))

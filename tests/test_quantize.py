@@ -155,11 +155,14 @@ def int8_export(camvid_checkpoints, tmp_path_factory):
         "bench.batch_sizes=[1]", "bench.runs=2", "bench.warmup=1", *SMALL,
     ]  # fmt: skip
     SplitSpy.reads = []
+    cwd = tmp_path_factory.mktemp("cwd")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(SegmentationDataModule, "get_split", lambda dm, s: SplitSpy(get_split(dm, s), s))
         mp.setattr(oq, "quantize_static", calibrating)
+        mp.chdir(cwd)
         report = export(compose_config("export", out, overrides))
     assert json.loads((out / "export.json").read_text()) == report
+    assert list(cwd.iterdir()) == []  # nothing left in the working directory
     return out, report, list(SplitSpy.reads)
 
 

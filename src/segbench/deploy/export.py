@@ -77,14 +77,13 @@ def export(cfg: DictConfig) -> dict:
         name: parity(net, model, images, cfg.batch_size, device, _min_agreement(cfg, name))
         for name, model in models.items()
     }
-    miou = {}
     if cfg.evaluate:
         report["accuracy"] = accuracy(cfg, net, models, datamodule, meta)
-        miou = report["accuracy"]["miou"]
-    if int8:
+    if int8:  # may replace model_int8.onnx, its parity and accuracy with a repaired one
         report["int8"] = int8.finish(report, net, images, device, datamodule, meta)
         models["onnxruntime_int8"] = int8.model
     if cfg.benchmark:
+        miou = report.get("accuracy", {}).get("miou", {})
         report["latency"] = latency(cfg, net, models, report["precision"], input_size, miou)
         log.info("latency at %dx%d:\n%s", *input_size, format_table(report["latency"]))
     write_json(out / "export.json", report)

@@ -67,21 +67,17 @@ class Int8Settings:
 
 
 def preprocess(fp32_path: str | Path, out_path: str | Path) -> dict:
-    """``quant_pre_process`` (shape inference, ORT's basic optimisations) into ``out_path``.
+    """``quant_pre_process`` (ONNX shape inference, ORT's basic optimisations) into ``out_path``.
 
-    Symbolic shape inference cannot follow the in-graph padding of a dynamic
-    H/W graph; then only ONNX's shape inference runs (the quantiser needs no more
-    for convolution networks).
+    ORT's symbolic shape inference is skipped: it cannot follow the in-graph
+    padding of a dynamic-H/W graph, and when it fails it leaves a debug model
+    (``sym_shape_infer_temp.onnx`` + data) in the working directory. ONNX's own
+    shape inference is all the quantiser needs for convolution networks.
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    try:
-        quant_pre_process(str(fp32_path), str(out_path))
-        return {"symbolic_shape_inference": True}
-    except Exception as err:  # ORT raises a bare Exception("Incomplete symbolic shape inference")
-        log.info("symbolic shape inference skipped: %s", err)
-        quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=True)
-        return {"symbolic_shape_inference": False, "symbolic_shape_reason": str(err)}
+    quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=True)
+    return {"onnx_shape_inference": True, "symbolic_shape_inference": False}
 
 
 def quantize(
