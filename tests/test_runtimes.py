@@ -172,6 +172,8 @@ def test_a_runtime_that_disagrees_or_breaks_is_a_skip_not_a_row(monkeypatch):
     )
     rows, skipped = runtime_latency("torch_compile", net, SIZE, [1], devices=("cpu", "cuda"))
     assert rows == [] and timed == []  # never timed
+    _, (gpu_only,) = runtime_latency("cuda_graphs", net, SIZE, [1], devices=("cpu",))
+    assert gpu_only["reason"] == "runs on cuda only; devices=['cpu']"
     by_device = {s["device_type"]: s for s in skipped}
     assert by_device["cpu"]["reason"].startswith("parity: argmax agreement 0.00% < 99.9%")
     assert by_device["cpu"]["parity"]["frames"] == "rendered street scenes"

@@ -54,6 +54,9 @@ def gated_latency(
         compile_mode: ``torch_compile``'s mode (default per device).
     """
     rows, skipped = [], []
+    if not set(devices) & set(spec.devices):
+        reason = f"runs on {' / '.join(spec.devices)} only; devices={list(devices)}"
+        return [], [{"runtime": spec.row, "precision": spec.precisions[0], "reason": reason}]
     source = "given frames" if images is not None else "rendered street scenes"
     frames = list(images) if images is not None else street_frames(PARITY_FRAMES, input_size)
     for device in (d for d in devices if d in spec.devices):
