@@ -6,7 +6,8 @@ output, ``sqnr_db`` is 20 log10(|float| / |float - dequantised|) across the
 graphs (the error accumulated up to there) and ``drop_db`` the SQNR lost across
 that layer (its input's SQNR minus its output's): the layers with the largest
 drop are the ones to keep in fp32. Node names map to PyTorch module names
-through the exporter's ``pkg.torch.onnx.name_scopes`` metadata.
+through the exporter's ``pkg.torch.onnx.name_scopes`` metadata (a convolution
+the exporter folded with its BatchNorm carries the BatchNorm's name).
 """
 
 import logging
