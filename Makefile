@@ -8,10 +8,11 @@ PYTEST_ARGS ?= -n 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test test-all lint format clean \
-	bench bench-overhead bench-loader bench-flops bench-latency bench-export bench-accuracy
+	bench bench-overhead bench-loader bench-flops bench-latency bench-export bench-accuracy \
+	bench-int8 bench-gpu
 
 help: ## Show this help.
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-15s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,7 +40,7 @@ format: install ## Apply ruff's fixes and formatting.
 
 # Benchmarks write bench/out/<name>.json; bench/RESULTS.md quotes them. Run them on a quiet
 # machine. CamVid is read from ../shared/datasets/camvid or $$SEGBENCH_CAMVID.
-bench: bench-overhead bench-loader bench-flops bench-latency bench-export bench-accuracy ## Run every benchmark (results: bench/RESULTS.md).
+bench: bench-overhead bench-loader bench-flops bench-latency bench-export bench-accuracy bench-int8 ## Run every CPU benchmark (results: bench/RESULTS.md).
 
 bench-overhead: install ## train.py's time per step vs a bare PyTorch loop (target <= 1.03).
 	$(PY) -m bench.overhead $(ARGS)
@@ -59,6 +60,12 @@ bench-export: install ## Per-model export table: short CamVid run, ONNX export, 
 
 bench-accuracy: install ## CamVid val mIoU of the zoo from scratch (reduced CPU recipe; ARGS=--full on a GPU).
 	$(PY) -m bench.accuracy $(ARGS)
+
+bench-int8: install ## ONNX Runtime INT8 vs eager fp32 on CamVid: mIoU delta, ms, kernels left in fp32.
+	$(PY) -m bench.int8 $(ARGS)
+
+bench-gpu: ## On a GPU machine (after `source .gpu/env.sh`): eager vs channels_last/CUDA graphs/torch.compile.
+	python3 -m bench.gpu_runtimes $(ARGS)
 
 clean: ## Remove run outputs and caches (keeps .venv and data/).
 	rm -rf logs outputs multirun .pytest_cache .ruff_cache wandb

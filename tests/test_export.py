@@ -249,6 +249,25 @@ def test_missing_tensorrt_says_how_to_get_it(monkeypatch, tmp_path):
         export(cfg)
 
 
+def test_int8_calibration_block_is_shared_with_tensorrt(tmp_path):
+    cfg = compose_config(
+        "export",
+        tmp_path,
+        ["ckpt_path=unused.ckpt", "calibration.images=32", "calibration.batch_size=4"],
+    )
+    assert (cfg.tensorrt.calibration_split, cfg.tensorrt.calibration_images) == ("train", 32)
+    assert cfg.tensorrt.calibration_batch_size == 4
+    cfg = compose_config(
+        "export",
+        tmp_path,
+        ["ckpt_path=unused.ckpt", "format=tensorrt", "precision=int8", "calibration.split=val"],
+    )
+    with pytest.raises(
+        ConfigError, match=r"tensorrt.calibration_split='val': is the split that is"
+    ):
+        export(cfg)  # before TensorRT is looked for or the checkpoint opened
+
+
 class ImageList:
     def __init__(self, sizes):
         self.items = [{"image": odd_input(3, *s) + i} for i, s in enumerate(sizes)]

@@ -1,13 +1,11 @@
-"""export(cfg): checkpoint -> ONNX (-> TensorRT), verified against PyTorch, written up in export.json.
+"""export(cfg): checkpoint -> ONNX (-> INT8 / TensorRT), verified against PyTorch, in export.json.
 
-``python export.py ckpt_path=... [format=tensorrt precision=fp16] [benchmark=true]``
-or ``segbench export ...`` (same config, ``conf/export.yaml``).
+``python export.py ckpt_path=... [precision=int8] [format=tensorrt precision=fp16]
+[benchmark=true]`` or ``segbench export ...`` (same config, ``conf/export.yaml``).
 """
 
-import itertools
 import json
 import logging
-import math
 from pathlib import Path
 
 import hydra
@@ -16,20 +14,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from segbench.config import CONFIG_DIR, run_checked
 from segbench.data.datamodule import SegmentationDataModule, data_for_checkpoint
+from segbench.deploy.accuracy import accuracy
 from segbench.deploy.parity import check_parity, parity
+from segbench.deploy.quantize import Int8Export, check_int8, wants_int8
 from segbench.errors import ConfigError, exit_on_user_error
-from segbench.evaluation.evaluate import score_split, summarize
 from segbench.files import write_json
 from segbench.models import SegmentationNetwork, load_network
+from segbench.runtimes import runtime_key
+from segbench.runtimes.calibration import CalibrationBatches
 from segbench.runtimes.latency import Runtime, format_table, latency_table
 from segbench.runtimes.onnx import OnnxModel, export_onnx, runtime_tags
-from segbench.runtimes.pytorch import torch_predictor
-from segbench.runtimes.tensorrt import (
-    CalibrationBatches,
-    TensorRTModel,
-    build_engine,
-    import_tensorrt,
-)
+from segbench.runtimes.parity import MIN_AGREEMENT
+from segbench.runtimes.tensorrt import TensorRTModel, build_engine, import_tensorrt
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +36,15 @@ INPUT_CONVENTION = "RGB in [0,1], (x - mean) / std, NCHW float32"
 def export(cfg: DictConfig) -> dict:
     """Exports ``cfg.ckpt_path``, checks parity (and mIoU, latency), writes ``export.json``.
 
-    Files go to ``cfg.paths.output_dir``: ``model.onnx``, ``model_<precision>.engine``
-    for TensorRT, and ``export.json``.
+    Files go to ``cfg.paths.output_dir``: ``model.onnx``, ``model_int8.onnx`` (ONNX
+    Runtime INT8, :mod:`segbench.deploy.quantize`), ``model_<precision>.engine`` for
+    TensorRT, and ``export.json``.
 
     Raises:
         ConfigError: a bad format, precision or input size; TensorRT missing.
-        ParityError: argmax agreement below ``cfg.parity_min_agreement`` (after
-            ``export.json`` is written, so the numbers can be read).
+        ParityError: argmax agreement below ``cfg.parity_min_agreement`` (INT8:
+            ``cfg.int8.min_agreement``), after ``export.json`` is written, so the
+            numbers can be read.
     """
     check_format(cfg)
     out = Path(cfg.paths.output_dir)
@@ -67,24 +65,30 @@ def export(cfg: DictConfig) -> dict:
             fix=f"use H, W >= {net.min_size}",
         )
     report, models = write_models(cfg, net, hparams, datamodule, input_size, out)
+    int8 = Int8Export(cfg, out / "model.onnx", datamodule, input_size) if wants_int8(cfg) else None
+    if int8:
+        models["onnxruntime_int8"] = int8.model
+        report["files"] |= int8.files()
     device = torch.device(cfg.device)
     net.to(device)
     dataset = datamodule.get_split(cfg.split)
     images = [dataset[i]["image"] for i in range(min(cfg.parity_images, len(dataset)))]
     report["parity"] = {
-        name: parity(net, model, images, cfg.batch_size, device, cfg.parity_min_agreement)
+        name: parity(net, model, images, cfg.batch_size, device, _min_agreement(cfg, name))
         for name, model in models.items()
     }
-    miou = {}
     if cfg.evaluate:
         report["accuracy"] = accuracy(cfg, net, models, datamodule, meta)
-        miou = report["accuracy"]["miou"]
+    if int8:  # may replace model_int8.onnx, its parity and accuracy with a repaired one
+        report["int8"] = int8.finish(report, net, images, device, datamodule, meta)
+        models["onnxruntime_int8"] = int8.model
     if cfg.benchmark:
+        miou = report.get("accuracy", {}).get("miou", {})
         report["latency"] = latency(cfg, net, models, report["precision"], input_size, miou)
         log.info("latency at %dx%d:\n%s", *input_size, format_table(report["latency"]))
     write_json(out / "export.json", report)
     log.info("export report -> %s", out / "export.json")
-    check_parity(report, cfg.split, cfg.parity_min_agreement, str(out / "export.json"))
+    check_parity(report, cfg.split, str(out / "export.json"))
     return report
 
 
@@ -92,15 +96,35 @@ def check_format(cfg: DictConfig) -> None:
     """Refuses a format/precision pair segbench cannot build, before any work."""
     if cfg.format not in FORMATS:
         raise ConfigError("format", cfg.format, "unknown export format", allowed=FORMATS)
-    if cfg.format == "onnx" and cfg.precision != "fp32":
+    if cfg.format == "onnx" and cfg.precision not in ("fp32", "int8"):
         raise ConfigError(
             "precision",
             cfg.precision,
-            "the ONNX graph is fp32; fp16 and int8 are TensorRT builds",
-            fix="add format=tensorrt (or precision=fp32)",
+            "the ONNX graph is fp32 (int8: ONNX Runtime static quantisation of it); "
+            "fp16 is a TensorRT build",
+            fix="add format=tensorrt (or precision=fp32 / int8)",
+        )
+    if wants_int8(cfg):
+        check_int8(cfg)
+    trt_int8 = cfg.format == "tensorrt" and cfg.precision == "int8"
+    if trt_int8 and cfg.tensorrt.calibration_split == cfg.split:
+        raise ConfigError(
+            "tensorrt.calibration_split",
+            cfg.tensorrt.calibration_split,
+            f"is the split that is scored (split={cfg.split})",
+            fix="calibrate on the training split (calibration.split=train)",
         )
     if cfg.format == "tensorrt":
         import_tensorrt()  # say now that TensorRT or the GPU is missing
+
+
+def _min_agreement(cfg: DictConfig, runtime: str) -> float:
+    """Parity floor of an exported runtime: ``parity_min_agreement``, INT8's own for INT8."""
+    if runtime == "onnxruntime_int8":
+        return cfg.int8.min_agreement
+    if runtime == "tensorrt" and cfg.precision != "fp32":
+        return min(cfg.parity_min_agreement, MIN_AGREEMENT[cfg.precision])
+    return cfg.parity_min_agreement
 
 
 def write_models(
@@ -129,7 +153,7 @@ def write_models(
         "model": hparams["net"]["_target_"],
         "backbone": hparams["net"].get("backbone"),
         "format": cfg.format,
-        "precision": cfg.precision if cfg.format == "tensorrt" else "fp32",
+        "precision": cfg.precision,
         "files": {"onnx": _file(onnx_path)},
         "onnx": onnx_info,
         "preprocessing": {
@@ -151,38 +175,6 @@ def write_models(
     return report, models
 
 
-def accuracy(
-    cfg: DictConfig, net: SegmentationNetwork, models: dict, datamodule, meta: dict
-) -> dict:
-    """mIoU of PyTorch and of every exported runtime on ``cfg.split``, and the differences."""
-    limit = cfg.get("evaluate_images")
-    batches = math.ceil(limit / cfg.batch_size) if limit else None
-    predictors = [("pytorch", torch_predictor(net, torch.device(cfg.device))), *models.items()]
-    miou = {
-        name: summarize(
-            score_split(
-                predict,
-                itertools.islice(datamodule.loader(cfg.split), batches),
-                meta["num_classes"],
-                meta["ignore_index"],
-            ),
-            meta["class_names"],
-        )["miou"]
-        for name, predict in predictors
-    }
-    count = len(datamodule.get_split(cfg.split))
-    return {
-        "split": cfg.split,
-        "images": min(count, batches * cfg.batch_size) if batches else count,
-        "miou": miou,
-        "miou_delta_points": {
-            name: round((value - miou["pytorch"]) * 100, 4)
-            for name, value in miou.items()
-            if name != "pytorch"
-        },
-    }
-
-
 def latency(
     cfg: DictConfig,
     net: SegmentationNetwork,
@@ -198,16 +190,20 @@ def latency(
         trt = name == "tensorrt"
         runtimes.append(
             Runtime(
-                name,
+                "onnxruntime" if name == "onnxruntime_int8" else name,
                 model.logits,
                 device="cuda" if trt else cfg.device,
-                precision=precision if trt else "fp32",
+                precision={"tensorrt": precision, "onnxruntime_int8": "int8"}.get(name, "fp32"),
                 **tags,
             )
         )
-    return latency_table(
-        runtimes, input_size, cfg.bench.batch_sizes, cfg.bench.warmup, cfg.bench.runs, miou
+    rows = latency_table(
+        runtimes, input_size, cfg.bench.batch_sizes, cfg.bench.warmup, cfg.bench.runs
     )
+    for row in rows:  # onnxruntime fp32 and int8 share a runtime name: key mIoU by both
+        if runtime_key(row) in miou:
+            row["miou"] = miou[runtime_key(row)]
+    return rows
 
 
 def _build_engine(
@@ -224,6 +220,7 @@ def _build_engine(
             input_size,
             trt_cfg.calibration_batch_size,
             trt_cfg.calibration_images,
+            key="tensorrt.calibration_images",
         )
     out = onnx_path.parent
     return build_engine(

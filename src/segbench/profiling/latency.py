@@ -1,8 +1,11 @@
 """Latency rows of a network per runtime, precision, device and batch.
 
 Eager PyTorch is timed directly; ONNX Runtime and TensorRT through a temporary
-ONNX export. Every row comes from :func:`segbench.runtimes.latency.latency_table`,
-so all of segbench's latency figures are measured the same way.
+ONNX export; ONNX Runtime INT8 and PyTorch's fast paths (channels_last, CUDA
+graphs, torch.compile) after a parity check against eager fp32
+(:mod:`segbench.profiling.gated`). Every row comes from
+:func:`segbench.runtimes.latency.latency_table`, so all of segbench's latency
+figures are measured the same way.
 
 Row layout (readers key on these; a new runtime adds rows, never renames keys):
 ``runtime``, ``precision``, ``device_type``, ``batch`` identify a row (the report's
@@ -24,7 +27,8 @@ import torch
 from torch import nn
 
 from segbench.errors import ConfigError
-from segbench.runtimes import RUNTIMES
+from segbench.profiling.gated import gated_latency
+from segbench.runtimes import runtime_spec
 from segbench.runtimes.latency import NOISY_SPREAD, Runtime, latency_table
 from segbench.runtimes.onnx import OnnxModel, export_onnx, runtime_tags
 from segbench.runtimes.pytorch import DTYPES, eager_logits
@@ -176,14 +180,38 @@ def _tensorrt_engines(onnx_path, folder, precisions, input_size, batch_sizes):
 
 
 def runtime_latency(
-    runtime: str, net: nn.Module, input_size: Sequence[int], batch_sizes: Sequence[int], **kwargs
+    runtime: str,
+    net: nn.Module,
+    input_size: Sequence[int],
+    batch_sizes: Sequence[int],
+    images: Sequence[torch.Tensor] | None = None,
+    calibration_images: Sequence[torch.Tensor] | None = None,
+    compile_mode: str | None = None,
+    **kwargs,
 ) -> tuple[list[dict], list[dict]]:
-    """Latency rows of ``runtime`` and what was skipped; a runtime missing here is a skip."""
-    if runtime not in RUNTIMES:
-        raise ConfigError("runtimes", runtime, "unknown runtime", allowed=RUNTIMES)
+    """Latency rows of ``runtime`` (a name of :data:`segbench.runtimes.RUNTIMES`) and the skips.
+
+    A runtime missing here (TensorRT, CUDA), failing, or (for ``onnxruntime_int8``,
+    ``channels_last``, ``cuda_graphs``, ``torch_compile``) disagreeing with eager
+    fp32 is a skip with the reason.
+
+    Args:
+        images, calibration_images, compile_mode: For the parity-checked runtimes
+            (:func:`segbench.profiling.gated.gated_latency`).
+        **kwargs: ``devices``, ``precisions`` (eager PyTorch and TensorRT only),
+            ``warmup``, ``runs``.
+    """
+    spec = runtime_spec(runtime, key="runtimes")
     if runtime == "pytorch":
         return pytorch_latency(net, input_size, batch_sizes, **kwargs)
-    try:
-        return exported_latency(net, runtime, input_size, batch_sizes, **kwargs), []
-    except (ImportError, ConfigError) as err:  # e.g. TensorRT or its GPU missing here
-        return [], [{"runtime": runtime, "reason": str(err)}]
+    if runtime in ("onnxruntime", "tensorrt"):
+        try:
+            return exported_latency(net, runtime, input_size, batch_sizes, **kwargs), []
+        except (ImportError, ConfigError) as err:  # e.g. TensorRT or its GPU missing here
+            return [], [{"runtime": runtime, "reason": str(err)}]
+    kwargs.pop("precisions", None)  # each of these runs at its own precision
+    return gated_latency(
+        spec, net, input_size, [int(b) for b in batch_sizes],
+        images=images, calibration_images=calibration_images, compile_mode=compile_mode,
+        **kwargs,
+    )  # fmt: skip

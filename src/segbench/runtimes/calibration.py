@@ -19,32 +19,43 @@ class CalibrationBatches:
 
     Images come through the dataset's evaluation transform (the same
     normalisation as training), so the calibrated activation ranges are the ones
-    the deployed engine sees. Images of another size are resized (bilinear) to
-    ``input_size``, the optimisation profile's calibration shape. Plain Python
-    and torch: testable without TensorRT.
+    the deployed model sees. ``num_images`` of the dataset are taken evenly
+    spaced over it (a video split's first frames are one street; its spread is
+    the whole drive). Images of another size are resized (bilinear) to
+    ``input_size``, the calibration shape. Plain Python and torch: testable
+    without TensorRT or ONNX Runtime.
 
     Args:
         dataset: Items are dicts with a normalised ``image`` ``(3, H, W)``.
         input_size: ``(H, W)`` of every batch.
         batch_size: Images per batch (the last partial batch is dropped, since
             TensorRT calibrates with one fixed batch size).
-        num_images: Use the first this many images (``None``: all).
+        num_images: Use this many images (``None``: all).
+        key: The config key ``num_images`` came from (for the error message).
     """
 
     def __init__(
-        self, dataset, input_size: Sequence[int], batch_size: int = 8, num_images: int | None = 64
+        self,
+        dataset,
+        input_size: Sequence[int],
+        batch_size: int = 8,
+        num_images: int | None = 64,
+        key: str = "calibration.images",
     ) -> None:
         available = len(dataset)
         count = available if num_images is None else min(num_images, available)
         if count < batch_size:
             raise ConfigError(
-                "tensorrt.calibration_images",
+                key,
                 num_images,
                 f"gives {count} images, fewer than one batch of {batch_size}",
-                fix="use more calibration images or a smaller calibration_batch_size",
+                fix="use more calibration images or a smaller calibration batch size",
             )
-        self.dataset, self.input_size = dataset, tuple(input_size)
+        self.dataset, self.input_size = dataset, tuple(int(s) for s in input_size)
         self.batch_size, self.num_batches = batch_size, count // batch_size
+        spread = np.linspace(0, available - 1, count).round().astype(int)
+        #: Dataset indices read, in order: evenly spaced, whole batches only.
+        self.indices = [int(i) for i in spread[: self.num_batches * batch_size]]
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -55,7 +66,8 @@ class CalibrationBatches:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for b in range(self.num_batches):
-            images = [self._image(b * self.batch_size + i) for i in range(self.batch_size)]
+            chunk = self.indices[b * self.batch_size : (b + 1) * self.batch_size]
+            images = [self._image(i) for i in chunk]
             yield np.ascontiguousarray(torch.stack(images).numpy(), dtype=np.float32)
 
     def _image(self, index: int) -> torch.Tensor:
@@ -65,3 +77,28 @@ class CalibrationBatches:
                 image[None], size=self.input_size, mode="bilinear", align_corners=False
             )[0]
         return image
+
+
+def ort_reader(batches: CalibrationBatches, input_name: str = "images"):
+    """``batches`` as ONNX Runtime's ``CalibrationDataReader`` (``get_next() -> {input: array}``).
+
+    ``rewind()`` starts over, so one reader serves calibration and the layer
+    comparison alike.
+    """
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rewind()
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {input_name: batch}
+
+        def rewind(self) -> None:
+            self.batches = iter(batches)
+
+        def __len__(self) -> int:
+            return len(batches)
+
+    return Reader()
