@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from torch.utils.data import DataLoader
 
+from segbench.data.cache import attach_cache, check_cache_policy
 from segbench.data.dataset import SegmentationDataset, check_policy
 from segbench.data.transforms import build_transform
 from segbench.errors import ConfigError
@@ -49,6 +50,8 @@ class SegmentationDataModule:
         modes: The class facts of each mode (``num_classes``, ``class_names``,
             ``colors``), which the yaml interpolates; listed here so that a
             mistyped ``data.mode`` is refused by name.
+        cache: Decode each frame once into memory: ``auto`` (small splits), ``true``, ``false``
+            (:mod:`segbench.data.cache`).
     """
 
     def __init__(
@@ -69,7 +72,9 @@ class SegmentationDataModule:
         on_bad_sample: str = "error",
         mode: str | None = None,
         modes: dict | None = None,
+        cache: bool | str = "auto",
     ) -> None:
+        check_cache_policy(cache)
         colors = check_facts(
             num_classes, ignore_index, class_names, colors, on_bad_sample, mode, modes
         )
@@ -79,7 +84,7 @@ class SegmentationDataModule:
         self.mean, self.std, self.image_size = list(mean), list(std), list(image_size)
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.augment = list(augment)
-        self.on_bad_sample, self.mode = on_bad_sample, mode
+        self.on_bad_sample, self.mode, self.cache = on_bad_sample, mode, cache
         self.splits: dict[str, SegmentationDataset] = {}
 
     @property
@@ -125,7 +130,9 @@ class SegmentationDataModule:
             self.get_split("val")
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        """A DataLoader over ``split``."""
+        """A DataLoader over ``split`` (decoded into memory first, before workers start, per
+        ``cache``)."""
+        attach_cache(self.get_split(split), self.cache)
         return DataLoader(
             self.get_split(split),
             batch_size=self.batch_size,
