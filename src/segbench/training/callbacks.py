@@ -9,15 +9,20 @@ import lightning as L
 
 from segbench.files import write_json
 from segbench.profiling.params import count_params
+from segbench.runtimes.latency import device_tags
 
 log = logging.getLogger(__name__)
 
 
 class MetricsJSON(L.Callback):
-    """Writes ``metrics.json``: best score, its per-class IoU, the curve, size, time.
+    """Writes ``metrics.json``: best score, its per-class IoU, the curve, size, time, budget.
 
     Rewritten (atomically) after every validation, so a killed run still leaves
-    its history; a resumed run continues the history from the checkpoint.
+    its history; a resumed run continues the history from the checkpoint. Each
+    history row holds the epoch, optimizer step, training images seen so far (all
+    processes) and wall time since the start of fitting, beside the logged
+    ``train/`` and ``val/`` metrics; the file states the device, the number of
+    devices and the precision they ran at.
 
     Args:
         path: Output file.
@@ -30,15 +35,35 @@ class MetricsJSON(L.Callback):
         self.history: list[dict] = []
         self.best: dict | None = None
         self.wall_time_s = 0.0
+        self.images_seen = 0
+        self.device: dict = {}
         self._start = time.monotonic()
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.monotonic() - self.wall_time_s
+        root = trainer.strategy.root_device
+        self.device = {
+            "device": device_tags(root)["device"],
+            "device_type": root.type,
+            "devices": trainer.world_size,
+            "precision": str(trainer.precision),
+        }
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        # every process trains on a batch of the same size (DistributedSampler evens them out)
+        self.images_seen += len(batch["image"]) * trainer.world_size
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
-        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "images_seen": self.images_seen,
+            "wall_time_s": round(time.monotonic() - self._start, 2),
+        }
         row.update(
             {
                 k: _number(v)
@@ -77,6 +102,8 @@ class MetricsJSON(L.Callback):
             "params": params["total"],
             "trainable_params": params["trainable"],
             "wall_time_s": round(self.wall_time_s, 2),
+            "images_seen": self.images_seen,
+            **self.device,
             "best_checkpoint": getattr(ckpt, "best_model_path", None) or None,
             "last_checkpoint": getattr(ckpt, "last_model_path", None) or None,
             "history": self.history,
@@ -84,12 +111,18 @@ class MetricsJSON(L.Callback):
         write_json(self.path, out, allow_nan=True)
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "best": self.best, "wall_time_s": self.wall_time_s}
+        return {
+            "history": self.history,
+            "best": self.best,
+            "wall_time_s": self.wall_time_s,
+            "images_seen": self.images_seen,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = state_dict["history"]
         self.best = state_dict["best"]
         self.wall_time_s = state_dict["wall_time_s"]
+        self.images_seen = state_dict.get("images_seen", 0)  # not in checkpoints before it
 
 
 def _number(value) -> float:

@@ -4,7 +4,8 @@
 :meth:`SegmentationModule.configure_optimizers` calls it with the optimizer and
 ``total_iters`` (the trainer's ``estimated_stepping_batches``) and steps it every
 optimizer step. Weight averaging (EMA) is Lightning's own callback,
-``lightning.pytorch.callbacks.EMAWeightAveraging`` (``conf/callbacks/ema.yaml``).
+``lightning.pytorch.callbacks.EMAWeightAveraging`` on the training device
+(:mod:`segbench.training.ema`, ``callbacks=[default,ema]``).
 """
 
 import logging
