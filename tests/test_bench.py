@@ -6,11 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from tests.conftest import ROOT
-from tests.layouts import write_camvid
-
 from bench.accuracy import MODELS, recipe
 from bench.common import compose
+from tests.conftest import ROOT
+from tests.layouts import write_camvid
 
 
 @pytest.mark.parametrize("full", [False, True], ids=["cpu", "full"])

@@ -187,13 +187,19 @@ def test_test_split_refuses_the_selection_splits(train_cfg, tmp_path):
         train(train_cfg(*_recipe_args(root, None, "test_split=val")))
 
 
+@pytest.mark.slow
 def test_documented_recipe_command_runs(tmp_path):
-    """The README's command, shrunk to the fixture: experiment=camvid_recipe with test_split."""
+    """The README's commands, shrunk to the fixture: the recipe with PSPNet, test split, EMA."""
     root = write_camvid(tmp_path / "camvid", n=4)
     run_dir = tmp_path / "run"
     proc = _run_train(
         _recipe_args(
-            root, tmp_path / "logs", "test_split=test", "model=pspnet", f"hydra.run.dir={run_dir}"
+            root,
+            tmp_path / "logs",
+            "model=pspnet",
+            "test_split=test",
+            "callbacks=[default,ema]",
+            f"hydra.run.dir={run_dir}",
         ),
         tmp_path,
     )
@@ -201,7 +207,7 @@ def test_documented_recipe_command_runs(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["test_miou"] <= 1.0 and metrics["epochs"] == 2
     config = (run_dir / "config.yaml").read_text()
-    assert "OhemCrossEntropy" in config and "variant: paper" in config
+    assert "OhemCrossEntropy" in config and "variant: paper" in config and "EMAWeights" in config
 
 
 @pytest.mark.gpu
