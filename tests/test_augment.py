@@ -54,8 +54,12 @@ def test_validation_never_augments(train_cfg, tmp_path):
 
 
 def _away_from_edges(mask: np.ndarray, r: int) -> np.ndarray:
-    """True where every pixel within ``r`` (Chebyshev) has the same label."""
-    padded = np.pad(mask, r, mode="edge")
+    """True where every pixel within ``r`` (Chebyshev) has the same label and lies in the crop.
+
+    The crop's border counts as an edge: a label edge just outside it still blends the
+    image inside it.
+    """
+    padded = np.pad(mask.astype(int), r, constant_values=-1)
     h, w = mask.shape
     same = np.ones_like(mask, dtype=bool)
     for dy in range(2 * r + 1):
@@ -85,13 +89,14 @@ def test_recipe_geometry_keeps_mask_aligned_and_pads_image_and_mask_together(tmp
     mask[:, :32], mask[:, 32:64], mask[:32, 64:], mask[32:, 64:] = 1, 4, 7, 10
     image = np.repeat((mask * 20)[..., None], 3, axis=2).astype(np.uint8)
     padded = 0
-    for _ in range(40):
+    for _ in range(100):
         out = pipeline(image=image, mask=mask)
         img, msk = out["image"][..., 0].astype(int), out["mask"]
         assert img.shape == msk.shape == (64, 96)
         labelled = msk != 11
-        # bilinear images mix classes within a pixel or two of a label edge: compare inside
-        inner = labelled & _away_from_edges(msk, 2)
+        # a bilinear image blends classes within ~scale px of a label edge (cv2's nearest and
+        # linear resizing also place an edge up to a pixel apart): compare 3 px inside
+        inner = labelled & _away_from_edges(msk, 3)
         agree = np.abs(img[inner] - 20 * msk[inner].astype(int)) <= 2
         assert inner.sum() > 200 and agree.all(), "image and mask moved apart"
         # PaddleSeg's pad value 127.5 (cv2 rounds to 128) exactly where the label is ignored
