@@ -84,6 +84,7 @@ def _cycle(loader):
 
 def step_rate(module, batch: dict, cfg, steps: int, warmup: int, device: torch.device) -> float:
     """Images/s of the bare training step on one device-resident batch."""
+    torch.backends.cudnn.benchmark = bool(cfg.trainer.get("benchmark"))  # as the trainer sets it
     net = module.net.to(device).train()
     channels_last = instantiate(cfg.callbacks.channels_last)
     fake = argparse.Namespace(

@@ -17,6 +17,7 @@ from segbench.evaluation.evaluate import evaluate
 from segbench.training.distributed import ChannelsLast
 from segbench.training.optim import WarmupPoly, warmup_poly
 from segbench.training.train import train
+from segbench.training.wandb_offline import find_runs, read_run
 
 
 def test_warmup_poly_hand_values():
@@ -192,22 +193,27 @@ def test_documented_recipe_command_runs(tmp_path):
     """The README's commands, shrunk to the fixture: the recipe with PSPNet, test split, EMA."""
     root = write_camvid(tmp_path / "camvid", n=4)
     run_dir = tmp_path / "run"
-    proc = _run_train(
-        _recipe_args(
+    args = [
+        "logger=[csv,wandb]" if a == "logger=csv" else a
+        for a in _recipe_args(
             root,
             tmp_path / "logs",
             "model=pspnet",
             "test_split=test",
             "callbacks=[default,ema]",
             f"hydra.run.dir={run_dir}",
-        ),
-        tmp_path,
-    )
+        )
+    ]
+    proc = _run_train(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["test_miou"] <= 1.0 and metrics["epochs"] == 2
     config = (run_dir / "config.yaml").read_text()
     assert "OhemCrossEntropy" in config and "variant: paper" in config and "EMAWeights" in config
+    (wandb_run,) = find_runs(run_dir)
+    summary = read_run(wandb_run).summary  # the test score in the W&B run summary
+    assert summary["test/miou"] == pytest.approx(metrics["test_miou"])
+    assert all(f"test/iou_{name}" in summary for name in metrics["test_per_class_iou"])
 
 
 @pytest.mark.gpu
