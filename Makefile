@@ -9,10 +9,11 @@ PYTEST_ARGS ?= -n 2
 .DEFAULT_GOAL := help
 .PHONY: help install train test test-all lint format clean \
 	bench bench-overhead bench-loader bench-flops bench-latency bench-export bench-accuracy \
-	bench-int8 bench-gpu
+	bench-throughput bench-int8 bench-gpu
 
 help: ## Show this help.
-	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-15s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-17s %s
+", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,13 +41,16 @@ format: install ## Apply ruff's fixes and formatting.
 
 # Benchmarks write bench/out/<name>.json; bench/RESULTS.md quotes them. Run them on a quiet
 # machine. CamVid is read from ../shared/datasets/camvid or $$SEGBENCH_CAMVID.
-bench: bench-overhead bench-loader bench-flops bench-latency bench-export bench-accuracy bench-int8 ## Run every CPU benchmark (results: bench/RESULTS.md).
+bench: bench-overhead bench-loader bench-throughput bench-flops bench-latency bench-export bench-accuracy bench-int8 ## Run every CPU benchmark (results: bench/RESULTS.md).
 
 bench-overhead: install ## train.py's time per step vs a bare PyTorch loop (target <= 1.03).
 	$(PY) -m bench.overhead $(ARGS)
 
 bench-loader: install ## CamVid images/s through segbench's loader vs a bare decode+augment loop.
 	$(PY) -m bench.loader $(ARGS)
+
+bench-throughput: install ## Training images/s and the share of each step waiting for data (CPU; ARGS=--gpu on a GPU).
+	$(PY) -m bench.throughput $(ARGS)
 
 bench-flops: install ## segbench's FLOP counter vs fvcore and ptflops for every zoo pair.
 	$(PY) -m bench.flops $(ARGS)
@@ -58,7 +62,7 @@ bench-export: install ## Per-model export table: short CamVid run, ONNX export, 
 	$(PY) -m bench.export_zoo --steps 46 --train-args augment=crop data.batch_size=8 \
 		--export-args bench.runs=5 bench.warmup=1 'bench.batch_sizes=[1]' $(ARGS)
 
-bench-accuracy: install ## CamVid val mIoU of the zoo from scratch (reduced CPU recipe; ARGS=--full on a GPU).
+bench-accuracy: install ## CamVid val mIoU of the zoo from scratch, field recipe (reduced on CPU; ARGS=--full on a GPU).
 	$(PY) -m bench.accuracy $(ARGS)
 
 bench-int8: install ## ONNX Runtime INT8 vs eager fp32 on CamVid: mIoU delta, ms, kernels left in fp32.

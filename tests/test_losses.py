@@ -16,6 +16,7 @@ from segbench.training.losses import (
     DiceLoss,
     FocalLoss,
     LovaszLoss,
+    OhemCrossEntropy,
     build_loss,
     unet_weight_map,
 )
@@ -28,6 +29,7 @@ LOSSES = {
     "lovasz": lambda: LovaszLoss(IGNORE),
     "ce+dice": lambda: CEDiceLoss(IGNORE, class_weights=[1.0, 2.0, 0.5]),
     "boundary": lambda: BoundaryWeightedCE(IGNORE, class_weights=[1.0, 2.0, 0.5], sigma=2.0),
+    "ohem": lambda: OhemCrossEntropy(IGNORE, thresh=0.7, min_kept=20, class_weights=[1, 2, 0.5]),
 }
 
 
@@ -119,7 +121,7 @@ def test_metrics_ignore_the_ignore_index():
     assert cm.compute().sum() == 3 and cm.compute().trace() == 3
 
 
-@pytest.mark.parametrize("loss", ["ce", "dice", "focal", "lovasz", "ce+dice", "boundary"])
+@pytest.mark.parametrize("loss", ["ce", "dice", "focal", "lovasz", "ce+dice", "boundary", "ohem"])
 def test_every_loss_config_instantiates(tmp_path, loss):
     cfg = compose_config("train", tmp_path, [f"loss={loss}", "data.num_workers=0"])
 
@@ -153,3 +155,64 @@ def test_scheme_name_without_data_is_refused_clearly():
     assert CrossEntropyLoss(IGNORE, "none").weight is None
     with pytest.raises(ConfigError, match="median_freq.*computed from the training split"):
         DiceLoss(IGNORE, "median_freq")
+
+
+def _ohem_batch():
+    """Two classes, five pixels: true-class probabilities 0.9, 0.6, 0.3, 0.8 and one ignored.
+
+    Logits ``[log p, log(1 - p)]`` with target 0 give softmax p exactly; the ignored
+    pixel is the least confident of all, so counting it would change every result.
+    """
+    p = torch.tensor([0.9, 0.6, 0.3, 0.8, 0.01])
+    logits = torch.stack([p.log(), (1 - p).log()])[None, :, None, :]  # (1, 2, 1, 5)
+    target = torch.tensor([[[0, 0, 0, 0, IGNORE]]])
+    return logits, target, p
+
+
+@pytest.mark.parametrize(
+    ("thresh", "min_kept", "kept"),
+    [
+        # threshold = max(p_sorted[min(min_kept, n - 1)], thresh), keep p < threshold;
+        # valid p sorted: 0.3, 0.6, 0.8, 0.9
+        (0.7, 1, [0.3, 0.6]),  # max(0.6, 0.7) = 0.7: the threshold decides
+        (0.2, 1, [0.3]),  # max(0.6, 0.2) = 0.6: min_kept=1 keeps the hardest pixel only
+        (0.2, 3, [0.3, 0.6, 0.8]),  # max(0.9, 0.2): the three hardest
+        (0.7, 100, [0.3, 0.6, 0.8]),  # min_kept beyond the count: index n - 1 = 0.9
+        (1.0, 0, [0.3, 0.6, 0.8, 0.9]),  # thresh 1: plain CE over the labelled pixels
+    ],
+)
+def test_ohem_keeps_the_hand_computed_pixels(thresh, min_kept, kept):
+    logits, target, _ = _ohem_batch()
+    loss = OhemCrossEntropy(IGNORE, thresh=thresh, min_kept=min_kept)(logits, target)
+    expected = -torch.tensor(kept).log().mean()
+    assert torch.allclose(loss, expected, atol=1e-6), (loss, expected)
+
+
+def test_ohem_class_weights_scale_each_pixel_and_nothing_kept_is_zero():
+    logits, target, _ = _ohem_batch()
+    loss = OhemCrossEntropy(IGNORE, thresh=0.7, min_kept=1, class_weights=[2.0, 1.0])
+    # PIDNet's weighted criterion: the plain mean of weight x CE over the kept pixels
+    assert torch.allclose(loss(logits, target), -2 * torch.tensor([0.3, 0.6]).log().mean())
+    easy = OhemCrossEntropy(IGNORE, thresh=0.1, min_kept=0)  # max(0.3, 0.1): none below 0.3
+    leaf = logits.clone().requires_grad_()
+    out = easy(leaf, target)
+    assert out.item() == 0.0
+    out.backward()
+    assert leaf.grad is not None
+
+
+def test_ohem_gradient_reaches_only_kept_pixels():
+    logits, target, _ = _ohem_batch()
+    leaf = logits.clone().requires_grad_()
+    OhemCrossEntropy(IGNORE, thresh=0.2, min_kept=1)(leaf, target).backward()
+    touched = (leaf.grad.abs().sum(1) > 0)[0, 0].tolist()
+    assert touched == [False, False, True, False, False]  # only p = 0.3
+
+
+def test_ohem_refuses_bad_settings():
+    from segbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="loss.thresh"):
+        OhemCrossEntropy(IGNORE, thresh=1.5)
+    with pytest.raises(ConfigError, match="loss.min_kept"):
+        OhemCrossEntropy(IGNORE, min_kept=-1)

@@ -382,3 +382,26 @@ def test_checkpoints_from_before_the_backbone_yamls_named_encoders_still_load():
         assert smp_encoder_name({"name": "mobilenet", "version": "v3", "width": 0.75}) == (
             "tu-mobilenetv3_large_075"
         )
+
+
+def test_pspnet_paper_shape_is_default_and_compact_stays_reachable():
+    """The paper's PSPNet (whole MobileNetV2, dilated to stride 8) against smp's default cut."""
+    mobilenet = backbone_cfg("mobilenet", width=1.0)
+    paper = build_network(net_cfg("pspnet", mobilenet, num_classes=11)).eval()
+    compact = build_network(net_cfg("pspnet", mobilenet, num_classes=11, variant="compact"))
+    assert sum(p.numel() for p in paper.parameters()) == 2_294_075
+    assert sum(p.numel() for p in compact.parameters()) == 141_059
+    with torch.no_grad():
+        features = paper.model.encoder(torch.zeros(1, 3, 360, 480))
+        assert features[-1].shape[-2:] == (45, 60)  # stride 8, not 32: dilated
+        assert features[-1].shape[1] == 320  # MobileNetV2's last stage takes part
+        assert paper(torch.zeros(1, 3, 360, 480)).shape == (1, 11, 360, 480)
+    assert paper.model.decoder.dropout.p == 0.1 and compact.model.decoder.dropout.p == 0.2
+    # a checkpoint's config from before the variants (no variant key, depth 3) rebuilds compact
+    old = {k: v for k, v in net_cfg("pspnet", mobilenet, num_classes=11).items()}
+    old.pop("variant"), old.pop("output_stride")
+    old.update(encoder_depth=3, psp_dropout=0.2, upsampling=None)
+    rebuilt = build_network(old)
+    assert rebuilt.state_dict().keys() == compact.state_dict().keys()
+    with pytest.raises(ConfigError, match=r"model.variant(?s:.*)allowed: paper, compact"):
+        build_network(net_cfg("pspnet", mobilenet, variant="papper"))

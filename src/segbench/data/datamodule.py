@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 
 from torch.utils.data import DataLoader
 
-from segbench.data.dataset import SegmentationDataset, check_policy
+from segbench.data.cache import attach_cache, check_cache_policy
+from segbench.data.dataset import SegmentationDataset
+from segbench.data.facts import check_facts
 from segbench.data.remap import class_remap
 from segbench.data.transforms import build_transform
 from segbench.errors import ConfigError
@@ -53,6 +55,8 @@ class SegmentationDataModule:
         remap: Source classes -> these classes (``source``, ``classes``,
             ``source_ignore_index``; :mod:`segbench.data.remap`), applied to
             every mask when read; None keeps the dataset's own classes.
+        cache: Decode each frame once into memory: ``auto`` (small splits), ``true``, ``false``
+            (:mod:`segbench.data.cache`).
     """
 
     def __init__(
@@ -74,7 +78,9 @@ class SegmentationDataModule:
         mode: str | None = None,
         modes: dict | None = None,
         remap: dict | None = None,
+        cache: bool | str = "auto",
     ) -> None:
+        check_cache_policy(cache)
         colors = check_facts(
             num_classes, ignore_index, class_names, colors, on_bad_sample, mode, modes
         )
@@ -85,7 +91,7 @@ class SegmentationDataModule:
         self.mean, self.std, self.image_size = list(mean), list(std), list(image_size)
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.augment = list(augment)
-        self.on_bad_sample, self.mode = on_bad_sample, mode
+        self.on_bad_sample, self.mode, self.cache = on_bad_sample, mode, cache
         self.splits: dict[str, SegmentationDataset] = {}
 
     @property
@@ -133,7 +139,9 @@ class SegmentationDataModule:
             self.get_split("val")
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        """A DataLoader over ``split``."""
+        """A DataLoader over ``split`` (decoded into memory first, before workers start, per
+        ``cache``)."""
+        attach_cache(self.get_split(split), self.cache)
         return DataLoader(
             self.get_split(split),
             batch_size=self.batch_size,
@@ -152,70 +160,6 @@ class SegmentationDataModule:
 
     def test_dataloader(self) -> DataLoader:
         return self.loader("test")
-
-
-def check_facts(
-    num_classes: int,
-    ignore_index: int,
-    class_names: Sequence[str],
-    colors: Sequence[Sequence[int]] | None,
-    on_bad_sample: str,
-    mode: str | None = None,
-    modes: dict | None = None,
-) -> Sequence[Sequence[int]]:
-    """Checks a data config's facts against each other; returns the colours (a default if None).
-
-    Raises:
-        ConfigError: naming the key (``data.mode``, ``data.class_names``, ...) and the fix.
-    """
-    if modes is not None and mode not in modes:
-        raise ConfigError(
-            "data.mode",
-            mode,
-            "this dataset has no such mode",
-            allowed=modes,
-            fix=f"pick one, e.g. data.mode={next(iter(modes))}",
-        )
-    check_policy(on_bad_sample)
-    if colors is None:  # bring-your-own data: a fixed, distinguishable palette
-        colors = default_palette(len(class_names))
-    if len(class_names) != num_classes:
-        raise ConfigError(
-            "data.class_names",
-            list(class_names),
-            f"{len(class_names)} names for data.num_classes={num_classes}",
-            fix="give one name per class",
-        )
-    if len(colors) != num_classes:
-        raise ConfigError(
-            "data.colors",
-            len(colors),
-            f"{len(colors)} colours for data.num_classes={num_classes}",
-            fix="give one RGB colour per class",
-        )
-    if 0 <= ignore_index < num_classes:
-        raise ConfigError(
-            "data.ignore_index",
-            ignore_index,
-            f"is a class id (classes are 0..{num_classes - 1})",
-            fix="use a value outside the class ids, e.g. 255",
-        )
-    return colors
-
-
-def default_palette(n: int) -> list[list[int]]:
-    """The PASCAL VOC colour map: ``n`` distinct RGB colours from the bits of the class id."""
-    colors = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        colors.append([r, g, b])
-    return colors
 
 
 #: Data module classes a config's ``_target_`` may name (the second: its module path).

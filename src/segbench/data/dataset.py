@@ -74,6 +74,8 @@ class SegmentationDataset(Dataset):
     label_map: np.ndarray | None = None
     #: Splits the layout defines (the checker visits each).
     splits: tuple[str, ...] = ("train", "val", "test")
+    #: Decoded samples in memory (:class:`segbench.data.cache.DecodedCache`), or None.
+    decoded = None
 
     def __init__(
         self,
@@ -179,7 +181,9 @@ class SegmentationDataset(Dataset):
             if i in self._skipped:
                 continue
             try:
-                image, mask = self.load_pair(self.samples[i])
+                image, mask = (
+                    self.load_pair(self.samples[i]) if self.decoded is None else self.decoded.get(i)
+                )
             except SampleError as err:
                 if self.on_bad_sample == "error":
                     raise

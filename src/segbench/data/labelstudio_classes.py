@@ -12,7 +12,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from segbench.data.datamodule import default_palette
+from segbench.data.facts import default_palette
 from segbench.errors import ConfigError, closest_first
 from segbench.files import atomic_write, write_text
 

@@ -119,22 +119,37 @@ def drop_unused_stages(encoder: nn.Module, depth: int) -> None:
                 setattr(encoder, name, nn.Identity())
 
 
-class PSPNet(SmpNetwork):
-    """PSPNet (Zhao et al., 2017): pyramid pooling (bins 1, 2, 3, 6) on the deepest features.
+#: PSPNet shapes (``model.variant``): what each sets unless given explicitly.
+PSPNET_VARIANTS = {
+    # The paper's: the whole encoder, its last stages dilated so the pyramid pools stride-8
+    # features (Zhao et al. 2017; mmseg mobilenet-v2-d8_pspnet), dropout 0.1.
+    "paper": {"encoder_depth": 5, "output_stride": 8, "psp_dropout": 0.1},
+    # smp's default: the encoder cut after stride 8 (0.14 M parameters on MobileNetV2).
+    "compact": {"encoder_depth": 3, "output_stride": None, "psp_dropout": 0.2},
+}
 
-    smp pools the encoder's stride-``2**encoder_depth`` features (stride 8 by
-    default, as the paper's dilated ResNet) into bins 1, 2, 3 and 6, each reduced
-    by a 1x1 conv to 1/4 of the channels; smp 0.6 fixes the bins.
+
+class PSPNet(SmpNetwork):
+    """PSPNet (Zhao et al., 2017): pyramid pooling (bins 1, 2, 3, 6) on stride-8 features.
+
+    ``variant="paper"`` runs the whole encoder with its last stages dilated to output
+    stride 8 (on MobileNetV2 at 11 classes: 2.29 M parameters, pyramid on 45x60
+    features at 360x480). ``variant="compact"`` is smp's default, which keeps only the
+    encoder's first three stages (0.14 M parameters). Arguments left None take the
+    variant's value; smp 0.6 fixes the bins.
 
     Args:
         backbone: Backbone config.
         num_classes: Number of classes.
         in_channels: Input channels.
-        encoder_depth: Encoder stages used (3 to 5); the pyramid sees stride ``2**depth``.
+        variant: ``paper`` or ``compact`` (see :data:`PSPNET_VARIANTS`).
+        encoder_depth: Encoder stages used (3 to 5).
+        output_stride: Stride of the deepest features (8 or 16 dilate the deeper stages;
+            None: ``2**encoder_depth``).
         psp_out_channels: Channels of the 1x1 conv after the pyramid.
         psp_dropout: Spatial dropout after the pyramid.
         decoder_use_norm: Norm in the pyramid convs (``"batchnorm"``, ``"identity"``, ...).
-        upsampling: Final upsampling factor; ``2**encoder_depth`` gives the input size.
+        upsampling: Final upsampling factor; None: the features' stride (the input size).
         freeze_encoder: Freeze the encoder.
     """
 
@@ -143,24 +158,39 @@ class PSPNet(SmpNetwork):
         backbone: dict,
         num_classes: int,
         in_channels: int = 3,
-        encoder_depth: int = 3,
+        variant: str = "paper",
+        encoder_depth: int | None = None,
+        output_stride: int | None = None,
         psp_out_channels: int = 512,
-        psp_dropout: float = 0.2,
+        psp_dropout: float | None = None,
         decoder_use_norm: str = "batchnorm",
         upsampling: int | None = None,
         freeze_encoder: bool = False,
     ) -> None:
+        if variant not in PSPNET_VARIANTS:
+            raise ConfigError(
+                "model.variant", variant, "unknown PSPNet shape", allowed=tuple(PSPNET_VARIANTS)
+            )
+        shape = PSPNET_VARIANTS[variant]
+        depth = shape["encoder_depth"] if encoder_depth is None else encoder_depth
+        stride = shape["output_stride"] if output_stride is None else output_stride
+        if stride is not None and stride not in (8, 16, 32):
+            raise ConfigError("model.output_stride", stride, "not a stride", allowed=(8, 16, 32))
+        # A stride at or above the encoder's own (2**depth) dilates nothing: not passed, so
+        # checkpoints of the compact shape rebuild the same modules.
+        stride = stride if stride is not None and stride < 2**depth else None
         super().__init__(
             "pspnet",
             backbone,
             num_classes,
             in_channels,
             freeze_encoder,
-            encoder_depth=encoder_depth,
+            encoder_depth=depth,
             psp_out_channels=psp_out_channels,
-            psp_dropout=psp_dropout,
+            psp_dropout=shape["psp_dropout"] if psp_dropout is None else psp_dropout,
             decoder_use_norm=decoder_use_norm,
-            upsampling=upsampling or 2**encoder_depth,
+            upsampling=upsampling or stride or 2**depth,
+            **({} if stride is None else {"output_stride": stride}),
         )
 
 

@@ -15,13 +15,14 @@ log = logging.getLogger(__name__)
 
 
 class MetricsJSON(L.Callback):
-    """Writes ``metrics.json``: best score, its per-class IoU, the curve, size, budget.
+    """Writes ``metrics.json``: best score, its per-class IoU, the curve, size, time, budget.
 
     Rewritten (atomically) after every validation, so a killed run still leaves
-    its history; a resumed run continues the history from the checkpoint. The
-    budget a run had: ``epochs``, ``steps``, ``images_seen`` (training samples
-    processed, all ranks), ``wall_time_s`` and where (``device``, ``devices``,
-    ``precision``), so runs compare at equal budget.
+    its history; a resumed run continues the history from the checkpoint. Each
+    history row holds the epoch, optimizer step, training images seen so far (all
+    processes) and wall time since the start of fitting, beside the logged
+    ``train/`` and ``val/`` metrics; the file states the device, the number of
+    devices and the precision they ran at.
 
     Args:
         path: Output file.
@@ -35,10 +36,18 @@ class MetricsJSON(L.Callback):
         self.best: dict | None = None
         self.wall_time_s = 0.0
         self.images_seen = 0
+        self.device: dict = {}
         self._start = time.monotonic()
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.monotonic() - self.wall_time_s
+        root = trainer.strategy.root_device
+        self.device = {
+            "device": device_tags(root)["device"],
+            "device_type": root.type,
+            "devices": trainer.world_size,
+            "precision": str(trainer.precision),
+        }
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
@@ -49,7 +58,12 @@ class MetricsJSON(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
-        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "images_seen": self.images_seen,
+            "wall_time_s": round(time.monotonic() - self._start, 2),
+        }
         row.update(
             {
                 k: _number(v)
@@ -90,9 +104,7 @@ class MetricsJSON(L.Callback):
             "steps": trainer.global_step,
             "images_seen": self.images_seen,
             "wall_time_s": round(self.wall_time_s, 2),
-            "device": device_tags(trainer.strategy.root_device)["device"],
-            "devices": trainer.world_size,
-            "precision": str(trainer.precision),
+            **self.device,
             "best_checkpoint": getattr(ckpt, "best_model_path", None) or None,
             "last_checkpoint": getattr(ckpt, "last_model_path", None) or None,
             "history": self.history,

@@ -16,6 +16,8 @@ import lightning as L
 import torch
 from torch.utils.data import DistributedSampler
 
+from segbench.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -46,26 +48,41 @@ def eval_sampler(trainer: L.Trainer | None, stage: str, dataloader_idx: int = 0)
 class ChannelsLast(L.Callback):
     """Runs the network in ``torch.channels_last`` memory format.
 
-    On CUDA with mixed precision (``trainer.precision=16-mixed|bf16-mixed``)
+    On CUDA with 16-bit precision (``trainer.precision=16-mixed|bf16-mixed``)
     convolutions then use the tensor cores without layout transposes; on CPU
     the gain depends on the kernels (measure before relying on it). Weights are
     converted once at fit start; inputs by a forward pre-hook on the network.
 
     Args:
-        enabled: Convert (``false`` leaves the network as it is).
+        enabled: ``true`` converts, ``false`` leaves the network as it is, ``auto``
+            converts when training runs on CUDA with 16-bit precision (``trainer=gpu``).
     """
 
-    def __init__(self, enabled: bool = False) -> None:
+    def __init__(self, enabled: bool | str = False) -> None:
+        if not (enabled == "auto" or isinstance(enabled, bool)):
+            raise ConfigError(
+                "callbacks.channels_last.enabled",
+                enabled,
+                "unknown setting",
+                allowed=("auto", "true", "false"),
+            )
         self.enabled = enabled
         self._hook = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if not self.enabled or self._hook is not None:
+        if self._hook is not None or not self.wanted(trainer):
             return
         net = getattr(pl_module, "net", pl_module)
         net.to(memory_format=torch.channels_last)
         self._hook = net.register_forward_pre_hook(_to_channels_last)
         log.info("channels_last memory format on %s", type(net).__name__)
+
+    def wanted(self, trainer: L.Trainer) -> bool:
+        """Whether to convert: ``enabled``, or for ``auto`` CUDA with 16-bit precision."""
+        if self.enabled != "auto":
+            return bool(self.enabled)
+        cuda = trainer.strategy.root_device.type == "cuda"
+        return cuda and str(trainer.precision).startswith(("16", "bf16"))
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self._hook is not None:

@@ -18,6 +18,7 @@ from segbench.training.checkpoint_io import AtomicCheckpointIO
 from segbench.training.loggers import log_summary, profile_figures
 from segbench.training.losses import build_loss
 from segbench.training.module import SegmentationModule
+from segbench.training.testing import check_test_split, score_test_split
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def train(cfg: DictConfig) -> dict:
     log.info("data: %s", cfg.data.dataset._target_)
     datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment.train))
     datamodule.setup("fit")  # fails here, before any model is built, on a bad root
+    check_test_split(datamodule, cfg.get("test_split"))
 
     log.info("model: %s on %s", cfg.model._target_, cfg.backbone.name)
     module = SegmentationModule(
@@ -72,6 +74,8 @@ def train(cfg: DictConfig) -> dict:
         val_dataloaders=datamodule.val_dataloader(),
         ckpt_path=cfg.get("ckpt_path"),
     )
+    if cfg.get("test_split"):  # the best checkpoint by validation, scored once on held-out data
+        score_test_split(trainer, module, datamodule, cfg.test_split, out / "metrics.json")
 
     if cfg.get("profile") and trainer.is_global_zero:
         result = profile_trained(module.net, cfg, out / "profile.json")

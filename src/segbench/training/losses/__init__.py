@@ -8,6 +8,7 @@ from the training split and instantiates ``conf/loss/<name>.yaml``.
 
 from segbench.training.losses.boundary import BoundaryWeightedCE, unet_weight_map
 from segbench.training.losses.build import build_loss
+from segbench.training.losses.ohem import OhemCrossEntropy
 from segbench.training.losses.pixel import (
     CEDiceLoss,
     CrossEntropyLoss,
@@ -23,6 +24,7 @@ __all__ = [
     "DiceLoss",
     "FocalLoss",
     "LovaszLoss",
+    "OhemCrossEntropy",
     "build_loss",
     "unet_weight_map",
 ]
