@@ -120,5 +120,6 @@ def register_resolvers() -> None:
 
 
 # ${sweep_group:...} and ${run_name:...} in conf/logger/wandb.yaml: every entry point
-# composes its config after importing this module.
+# composes its config after importing this module. (${launch_dir:} and ${job_dirname:...},
+# which Hydra resolves before a job runs, are registered by `import segbench`: segbench.env.)
 register_resolvers()

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from segbench.config import CONFIG_DIR, run_checked
-from segbench.data.datamodule import SegmentationDataModule, data_for_checkpoint
+from segbench.data.datamodule import SegmentationDataModule
 from segbench.deploy.parity import check_parity, parity
 from segbench.errors import ConfigError, exit_on_user_error
-from segbench.evaluation.evaluate import score_split, summarize
+from segbench.evaluation.evaluate import checkpoint_data, score_split, summarize
 from segbench.files import write_json
 from segbench.models import SegmentationNetwork, load_network
 from segbench.runtimes.latency import Runtime, format_table, latency_table
 from segbench.runtimes.onnx import OnnxModel, export_onnx, runtime_tags
-from segbench.runtimes.pytorch import torch_predictor
+from segbench.runtimes.pytorch import torch_device, torch_predictor
 from segbench.runtimes.tensorrt import (
     CalibrationBatches,
     TensorRTModel,
@@ -52,12 +52,7 @@ def export(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     net, hparams = load_network(cfg.ckpt_path)
     meta = hparams["data"]
-    datamodule = data_for_checkpoint(
-        hparams,
-        OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None,
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-    )
+    datamodule = checkpoint_data(cfg, hparams)
     input_size = list(cfg.input_size or meta["image_size"])
     if min(input_size) < net.min_size:
         raise ConfigError(
@@ -99,6 +94,7 @@ def check_format(cfg: DictConfig) -> None:
             "the ONNX graph is fp32; fp16 and int8 are TensorRT builds",
             fix="add format=tensorrt (or precision=fp32)",
         )
+    torch_device(cfg.device)  # device=cuda without CUDA: say so before any work
     if cfg.format == "tensorrt":
         import_tensorrt()  # say now that TensorRT or the GPU is missing
 
