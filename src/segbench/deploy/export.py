@@ -78,7 +78,7 @@ def export(cfg: DictConfig) -> dict:
         report["latency"] = latency(cfg, net, models, report["precision"], input_size, miou)
         log.info("latency at %dx%d:\n%s", *input_size, format_table(report["latency"]))
     write_json(out / "export.json", report)
-    log.info("export report -> %s", out / "export.json")
+    log.info("export of %s:\n%s\n-> %s", cfg.ckpt_path, summary_table(report), out / "export.json")
     check_parity(report, cfg.split, cfg.parity_min_agreement, str(out / "export.json"))
     return report
 
@@ -234,6 +234,24 @@ def _build_engine(
         calibration=calibration,
         calibration_cache=out / "int8.calib",
     )
+
+
+def summary_table(report: dict) -> str:
+    """Parity and mIoU per runtime of an export report, as a short text table."""
+    accuracy = report.get("accuracy") or {}
+    miou, delta = accuracy.get("miou", {}), accuracy.get("miou_delta_points", {})
+    scored = f"mIoU {accuracy['split']} ({accuracy['images']} img)" if accuracy else "mIoU"
+    lines = [
+        f"{'runtime':<12} {'argmax agreement':>16} {'max |diff|':>10} {scored:>22} {'delta':>7}"
+    ]
+    for name in ("pytorch", *report["parity"]):
+        p = report["parity"].get(name)
+        agree = f"{p['agreement_pct']:.3f}%" if p else "reference"
+        diff = f"{p['max_abs_diff']:.2g}" if p else "-"
+        score = f"{100 * miou[name]:.2f}" if name in miou else "-"
+        points = f"{delta[name]:+.2f}" if name in delta else "-"
+        lines.append(f"{name:<12} {agree:>16} {diff:>10} {score:>22} {points:>7}")
+    return "\n".join(lines)
 
 
 def _file(path: Path) -> dict:

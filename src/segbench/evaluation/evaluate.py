@@ -56,13 +56,16 @@ def evaluate(cfg: DictConfig) -> dict:
     write_text(out / "eval.md", markdown_table(report, title=f"{cfg.split}: {cfg.ckpt_path}"))
     plot_confusion_matrix(confmat, meta["class_names"], out / "confusion_matrix.png")
     if cfg.get("num_overlays", 0) > 0:
-        samples = spread_samples(datamodule.get_split(cfg.split), cfg.num_overlays)
+        split = datamodule.get_split(cfg.split)
+        picked = spread_indices(len(split), cfg.num_overlays)
+        samples = stack_samples(split, picked)
         overlay_grid(
             samples["image"],
             samples["mask"],
             predict(samples["image"]).cpu(),
             meta,
             out / "overlays.png",
+            row_labels=[f"{cfg.split} #{i}" for i in picked],
         )
     log.info(
         "%s mIoU %.4f, pixel acc %.4f -> %s",
@@ -214,13 +217,9 @@ def spread_indices(length: int, count: int) -> list[int]:
     return [round(i * (length - 1) / (count - 1)) for i in range(count)]
 
 
-def spread_samples(dataset, count: int) -> dict[str, torch.Tensor]:
-    """``count`` samples spread over ``dataset``, stacked (for overlay pictures).
-
-    Consecutive frames of a video-derived split (CamVid, lane) look alike; frames
-    spread over the split show different scenes.
-    """
-    samples = [dataset[i] for i in spread_indices(len(dataset), count)]
+def stack_samples(dataset, indices: list[int]) -> dict[str, torch.Tensor]:
+    """The samples ``indices`` of ``dataset``, images and masks stacked (overlay pictures)."""
+    samples = [dataset[i] for i in indices]
     return {
         key: torch.stack([torch.as_tensor(s[key]) for s in samples]) for key in ("image", "mask")
     }
