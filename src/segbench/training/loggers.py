@@ -13,8 +13,8 @@ import warnings
 
 import lightning as L
 import torch
-from lightning.pytorch import loggers as pl_loggers
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
 from segbench.evaluation.visualize import overlay_panels
 from segbench.profiling.profile import profile_network
@@ -22,7 +22,7 @@ from segbench.profiling.profile import profile_network
 log = logging.getLogger(__name__)
 
 
-class WandbLogger(pl_loggers.WandbLogger):
+class WandbLogger(LightningWandbLogger):
     """Lightning's ``WandbLogger`` (same arguments), without passing ``anonymous=None`` on.
 
     Lightning always hands wandb.init an ``anonymous`` setting, and wandb >= 0.19 prints
@@ -88,7 +88,7 @@ class PredictionImages(L.Callback):
         if not (last or trainer.current_epoch % self.every_n_epochs == 0):
             return
         loggers = [
-            lg for lg in trainer.loggers if isinstance(lg, pl_loggers.WandbLogger | TensorBoardLogger)
+            lg for lg in trainer.loggers if isinstance(lg, LightningWandbLogger | TensorBoardLogger)
         ]
         if not loggers or not trainer.is_global_zero:
             return
@@ -99,7 +99,7 @@ class PredictionImages(L.Callback):
             images, batch["mask"][: self.num_images], preds, pl_module.hparams.data, self.alpha
         )
         for logger in loggers:
-            if isinstance(logger, pl_loggers.WandbLogger):
+            if isinstance(logger, LightningWandbLogger):
                 logger.log_image(
                     "val/predictions",
                     list(panels),
@@ -151,7 +151,7 @@ def profile_figures(result: dict, device_type: str = "cpu") -> dict:
 def log_summary(loggers: list, figures: dict, step: int) -> None:
     """W&B gets ``figures`` in the run summary; other loggers their numbers at ``step``."""
     for logger in loggers:
-        if isinstance(logger, pl_loggers.WandbLogger):
+        if isinstance(logger, LightningWandbLogger):
             logger.experiment.summary.update(figures)
         else:
             logger.log_metrics(
