@@ -26,7 +26,7 @@ from segbench.env import job_dirname
 from segbench.errors import ConfigError
 from segbench.evaluation import evaluate as evaluate_module
 from segbench.evaluation.evaluate import checkpoint_data, evaluate, spread_indices, stored_root
-from segbench.evaluation.visualize import PANEL_TITLES, overlay_figure, overlay_grid
+from segbench.evaluation.visualize import PANEL_TITLES, overlay_figure, overlay_grid, overlay_panels
 from segbench.models.checkpoint import read_checkpoint
 from segbench.runtimes.pytorch import torch_device
 from segbench.training.status import read_status
@@ -317,6 +317,9 @@ def test_overlays_have_column_titles_and_a_colour_legend(tmp_path):
     assert [t.get_text() for t in ax.get_yticklabels()] == ["val #0", "val #7"]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["road", "car", "ignored (uncoloured)"]
+    # ERFNet's encoder-only stage predicts at 1/8: shown scaled to the image.
+    low = overlay_panels(images, targets, torch.ones(2, 4, 6, dtype=torch.long), META)
+    assert low.shape == (2, 32, 3 * 48, 3)
     path = overlay_grid(images, targets, preds, META, tmp_path / "overlays.png")
     pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
     for color in META["colors"]:  # the legend shows each class colour unblended

@@ -42,6 +42,8 @@ def overlay_panels(
     The one renderer of label overlays (evaluation's ``overlays.png``, the
     loggers' prediction images). Label colours are blended over the image;
     ignored or out-of-range pixels are left uncoloured, so the image shows through.
+    Label maps of another size (ERFNet's encoder-only stage predicts at 1/8) are
+    shown scaled to the image (nearest).
 
     Args:
         images: Normalised images ``(N, 3, H, W)``.
@@ -58,12 +60,21 @@ def overlay_panels(
         rgb = denormalize(image, meta["mean"], meta["std"]).astype(np.float32)
         cells = [rgb]
         for labels in (target, pred):
+            labels = at_size(labels, rgb.shape[:2])
             ids = labels.cpu().numpy().astype(np.int64)
             valid = (ids >= 0) & (ids < len(meta["colors"])) & (ids != meta["ignore_index"])
             color = colorize(labels, meta["colors"], meta["ignore_index"]).astype(np.float32)
             cells.append(np.where(valid[..., None], (1 - alpha) * rgb + alpha * color, rgb))
         panels.append(np.concatenate(cells, axis=1))
     return np.stack(panels).round().astype(np.uint8)
+
+
+def at_size(labels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """A label map ``(H', W')`` at ``size`` ``(H, W)``, nearest (unchanged if it already is)."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels
+    scaled = torch.nn.functional.interpolate(labels[None, None].float(), size=tuple(size))
+    return scaled[0, 0].to(labels.dtype)
 
 
 #: Column titles of :func:`overlay_panels`' three cells.
