@@ -194,6 +194,13 @@ def skip_reason(c: Command) -> str | None:
     if gpus > torch.cuda.device_count():
         return f"needs {gpus} CUDA GPU(s); this machine has {torch.cuda.device_count()}"
     root = c.option("data.root")
+    data = c.option("data", "synthetic")
+    if (
+        root is None
+        and data != "synthetic"
+        and c.kind.startswith(("train", "make", "segbench check"))
+    ):
+        return f"reads data={data} from its default data.root (data/{data}), absent in a fresh dir"
     if root in CAMVID_SPELLINGS and not (CAMVID / "train").is_dir():
         return f"needs CamVid at {CAMVID} (set SEGBENCH_CAMVID)"
     if root and root not in CAMVID_SPELLINGS and "<" not in root and not Path(root).exists():
