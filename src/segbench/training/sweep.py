@@ -123,7 +123,7 @@ def check_unchanged(run_dir: Path, cfg: DictConfig) -> None:
     shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
     why = ""
     if any(c.startswith("trainer.max_epochs:") for c in changes):
-        why = " (more epochs are not added to a finished run: its learning-rate schedule ended)"
+        why = " (a run keeps the epochs it started with: they fix its learning-rate schedule)"
     raise ConfigError(
         "resume",
         "auto",
