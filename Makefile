@@ -4,7 +4,8 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
-PYTEST_ARGS ?= -n 2
+# loadgroup: the README's commands share their runs on one worker (tests/test_readme.py).
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test test-all lint format clean \

@@ -32,7 +32,8 @@ def test_evaluate_writes_report_and_agrees_with_training(train_cfg, tmp_path):
     assert all(f"| {name} |" in table for name in cfg.data.class_names)
     assert f"mIoU {100 * report['miou']:.2f}" in table
     h, w = cfg.data.image_size
-    assert Image.open(eval_dir / "overlays.png").size == (3 * w, 3 * h)
+    width, height = Image.open(eval_dir / "overlays.png").size  # 3 rows, titles and legend
+    assert width >= 3 * w and height > 3 * h * width / (3 * w)
     assert Image.open(eval_dir / "confusion_matrix.png").size[0] > 200
 
 

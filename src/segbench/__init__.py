@@ -11,8 +11,9 @@ The package is layered; each layer imports only the ones above it in this list:
 - ``training``: Lightning module, losses, callbacks, loggers, sweeps, resume.
 """
 
-from segbench.env import set_offline_defaults
+from segbench.env import register_path_resolvers, set_offline_defaults
 
 set_offline_defaults()
+register_path_resolvers()
 
 __version__ = "0.1.0"

@@ -8,7 +8,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from segbench.env import CONFIG_DIR
-from segbench.errors import ConfigError
+from segbench.errors import ConfigError, closest_first
 from segbench.files import write_text
 
 __all__ = ["CONFIG_DIR", "check_group_overrides", "group_options", "run_checked", "save_resolved"]
@@ -33,8 +33,8 @@ def check_group_overrides(argv: list[str], config_dir: Path = CONFIG_DIR) -> Non
     for arg in argv:
         if "=" not in arg or arg.startswith(("~", "hydra.", "hydra/")):
             continue
-        key, value = arg.split("=", 1)
-        key = key.lstrip("+")
+        written, value = arg.split("=", 1)
+        key = written.lstrip("+").split("@", 1)[0]  # +budget/device@budget.devices.x: budget/device
         if key.startswith("hydra/") or not (config_dir / key).is_dir():
             continue
         choices = [v.strip() for v in value.strip("[]").split(",")] if value else []
@@ -42,12 +42,13 @@ def check_group_overrides(argv: list[str], config_dir: Path = CONFIG_DIR) -> Non
         for choice in choices:
             if choice in ("null", "") or choice in options:
                 continue
+            closest = closest_first(choice, options)
             raise ConfigError(
                 key,
                 choice,
                 f"no such option in config group '{key}' ({config_dir / key})",
                 allowed=options,
-                fix=f"pick one of the allowed options, e.g. {key}={options[0] if options else '...'}",
+                fix=f"pick one of the allowed options, e.g. {written}={closest[0] if closest else '...'}",
             )
 
 
@@ -120,5 +121,6 @@ def register_resolvers() -> None:
 
 
 # ${sweep_group:...} and ${run_name:...} in conf/logger/wandb.yaml: every entry point
-# composes its config after importing this module.
+# composes its config after importing this module. (${launch_dir:} and ${job_dirname:...},
+# which Hydra resolves before a job runs, are registered by `import segbench`: segbench.env.)
 register_resolvers()

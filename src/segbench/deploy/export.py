@@ -10,14 +10,15 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from segbench.config import CONFIG_DIR, run_checked
-from segbench.data.datamodule import SegmentationDataModule, data_for_checkpoint
+from segbench.data.datamodule import SegmentationDataModule
 from segbench.deploy.accuracy import accuracy
 from segbench.deploy.parity import check_parity, parity
 from segbench.deploy.quantize import Int8Export, check_int8, wants_int8
 from segbench.errors import ConfigError, exit_on_user_error
+from segbench.evaluation.evaluate import checkpoint_data
 from segbench.files import write_json
 from segbench.models import SegmentationNetwork, load_network
 from segbench.runtimes import runtime_key
@@ -25,6 +26,7 @@ from segbench.runtimes.calibration import CalibrationBatches
 from segbench.runtimes.latency import Runtime, format_table, latency_table
 from segbench.runtimes.onnx import OnnxModel, export_onnx, runtime_tags
 from segbench.runtimes.parity import MIN_AGREEMENT
+from segbench.runtimes.pytorch import torch_device
 from segbench.runtimes.tensorrt import TensorRTModel, build_engine, import_tensorrt
 
 log = logging.getLogger(__name__)
@@ -50,12 +52,7 @@ def export(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     net, hparams = load_network(cfg.ckpt_path)
     meta = hparams["data"]
-    datamodule = data_for_checkpoint(
-        hparams,
-        OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None,
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-    )
+    datamodule = checkpoint_data(cfg, hparams)
     input_size = list(cfg.input_size or meta["image_size"])
     if min(input_size) < net.min_size:
         raise ConfigError(
@@ -87,7 +84,7 @@ def export(cfg: DictConfig) -> dict:
         report["latency"] = latency(cfg, net, models, report["precision"], input_size, miou)
         log.info("latency at %dx%d:\n%s", *input_size, format_table(report["latency"]))
     write_json(out / "export.json", report)
-    log.info("export report -> %s", out / "export.json")
+    log.info("export of %s:\n%s\n-> %s", cfg.ckpt_path, summary_table(report), out / "export.json")
     check_parity(report, cfg.split, str(out / "export.json"))
     return report
 
@@ -114,6 +111,7 @@ def check_format(cfg: DictConfig) -> None:
             f"is the split that is scored (split={cfg.split})",
             fix="calibrate on the training split (calibration.split=train)",
         )
+    torch_device(cfg.device)  # device=cuda without CUDA: say so before any work
     if cfg.format == "tensorrt":
         import_tensorrt()  # say now that TensorRT or the GPU is missing
 
@@ -235,6 +233,24 @@ def _build_engine(
         calibration=calibration,
         calibration_cache=out / "int8.calib",
     )
+
+
+def summary_table(report: dict) -> str:
+    """Parity and mIoU per runtime of an export report, as a short text table."""
+    accuracy = report.get("accuracy") or {}
+    miou, delta = accuracy.get("miou", {}), accuracy.get("miou_delta_points", {})
+    scored = f"mIoU {accuracy['split']} ({accuracy['images']} img)" if accuracy else "mIoU"
+    lines = [
+        f"{'runtime':<12} {'argmax agreement':>16} {'max |diff|':>10} {scored:>22} {'delta':>7}"
+    ]
+    for name in ("pytorch", *report["parity"]):
+        p = report["parity"].get(name)
+        agree = f"{p['agreement_pct']:.3f}%" if p else "reference"
+        diff = f"{p['max_abs_diff']:.2g}" if p else "-"
+        score = f"{100 * miou[name]:.2f}" if name in miou else "-"
+        points = f"{delta[name]:+.2f}" if name in delta else "-"
+        lines.append(f"{name:<12} {agree:>16} {diff:>10} {score:>22} {points:>7}")
+    return "\n".join(lines)
 
 
 def _file(path: Path) -> dict:

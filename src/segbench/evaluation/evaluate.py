@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from segbench.data.datamodule import data_for_checkpoint
+from segbench.data.datamodule import SegmentationDataModule, data_for_checkpoint
 from segbench.errors import ConfigError
 from segbench.evaluation.cityscapes import evaluate_predictions
 from segbench.evaluation.metrics import ConfusionMatrix, scores
@@ -16,6 +16,7 @@ from segbench.evaluation.visualize import overlay_grid, plot_confusion_matrix
 from segbench.files import write_json, write_text
 from segbench.models import load_network
 from segbench.runtimes import Predictor, make_predictor
+from segbench.runtimes.pytorch import torch_device
 
 log = logging.getLogger(__name__)
 
@@ -23,20 +24,21 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> dict:
     """Scores ``cfg.ckpt_path`` on ``cfg.split`` and writes its report to the output dir.
 
-    The dataset is the checkpoint's own unless ``cfg.data`` is given. Scores
-    come from the same confusion matrix code as training's validation. With
+    The dataset is the checkpoint's own (``data.root=`` re-points it) unless
+    ``data=<name>`` picks another (:func:`checkpoint_data`). Scores come from
+    the same confusion matrix code as training's validation. With
     ``cfg.predictions`` set, scores that folder of Cityscapes label-id PNGs
     instead (:func:`evaluate_cityscapes_folder`).
 
     Writes ``eval.json``, ``eval.md`` (per-class table), ``confusion_matrix.png``
-    and ``overlays.png`` (image | ground truth | prediction).
+    and ``overlays.png`` (image | ground truth | prediction of frames spread over
+    the split, with a colour legend).
     """
     if cfg.get("predictions"):
         return evaluate_cityscapes_folder(cfg)
+    torch_device(cfg.device)  # no CUDA here: say so before loading anything
     net, hparams = load_network(cfg.ckpt_path)
-    datamodule = data_for_checkpoint(
-        hparams, container(cfg.get("data")), batch_size=cfg.batch_size, num_workers=cfg.num_workers
-    )
+    datamodule = checkpoint_data(cfg, hparams)
     meta = hparams["data"]
     predict = make_predictor(cfg.get("runtime"), net, cfg.device, cfg.get("model_path"))
     confmat = score_split(
@@ -54,13 +56,16 @@ def evaluate(cfg: DictConfig) -> dict:
     write_text(out / "eval.md", markdown_table(report, title=f"{cfg.split}: {cfg.ckpt_path}"))
     plot_confusion_matrix(confmat, meta["class_names"], out / "confusion_matrix.png")
     if cfg.get("num_overlays", 0) > 0:
-        samples = first_samples(datamodule.get_split(cfg.split), cfg.num_overlays)
+        split = datamodule.get_split(cfg.split)
+        picked = spread_indices(len(split), cfg.num_overlays)
+        samples = stack_samples(split, picked)
         overlay_grid(
             samples["image"],
             samples["mask"],
             predict(samples["image"]).cpu(),
             meta,
             out / "overlays.png",
+            row_labels=[f"{cfg.split} #{i}" for i in picked],
         )
     log.info(
         "%s mIoU %.4f, pixel acc %.4f -> %s",
@@ -159,9 +164,62 @@ def markdown_table(report: dict, title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def first_samples(dataset, count: int) -> dict[str, torch.Tensor]:
-    """The first ``count`` samples of ``dataset`` stacked (for overlay pictures)."""
-    samples = [dataset[i] for i in range(min(count, len(dataset)))]
+def checkpoint_data(cfg: DictConfig, hparams: dict) -> SegmentationDataModule:
+    """The dataset to score or export a checkpoint on (evaluate.py, export.py).
+
+    ``data=<name> data.root=...`` on the command line names a dataset of the user's own.
+    Otherwise the checkpoint's stored dataset config is used, and each ``data.<key>=``
+    given without ``data=<name>`` (``data.root=<folder>``: the same dataset moved)
+    replaces the stored value. A relative stored root (checkpoints of older versions;
+    train.py now stores it absolute) is taken from the current directory if it exists
+    there, else refused naming ``data.root``.
+    """
+    data = container(cfg.get("data")) or {}
+    loader = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers}
+    if data.get("_target_"):
+        return data_for_checkpoint(hparams, data, **loader)
+    overrides = {k: v for k, v in data.items() if v is not None}
+    stored = hparams.get("datamodule")
+    if "root" not in overrides and isinstance(stored, dict) and stored.get("root"):
+        overrides["root"] = stored_root(str(stored["root"]), str(cfg.ckpt_path))
+    return data_for_checkpoint(hparams, None, **overrides, **loader)
+
+
+def stored_root(root: str, ckpt_path: str) -> str:
+    """A checkpoint's dataset root, absolute; a relative one must exist from the current dir.
+
+    Raises:
+        ConfigError: a relative root that does not exist here, naming ``data.root`` and the fix.
+    """
+    path = Path(root)
+    if path.is_absolute():
+        return root
+    if path.exists():
+        log.warning("the checkpoint's data.root %r is relative: using %s", root, path.resolve())
+        return str(path.resolve())
+    raise ConfigError(
+        "data.root",
+        root,
+        f"{ckpt_path} stores a relative dataset root (relative to where it was trained), "
+        f"and {path.resolve()} does not exist",
+        fix=f"point at the dataset: ckpt_path={ckpt_path} data.root=<dataset folder>",
+    )
+
+
+def spread_indices(length: int, count: int) -> list[int]:
+    """``count`` indices spread evenly over ``range(length)``, first and last included."""
+    if count <= 0 or length <= 0:
+        return []
+    if count >= length:
+        return list(range(length))
+    if count == 1:
+        return [0]
+    return [round(i * (length - 1) / (count - 1)) for i in range(count)]
+
+
+def stack_samples(dataset, indices: list[int]) -> dict[str, torch.Tensor]:
+    """The samples ``indices`` of ``dataset``, images and masks stacked (overlay pictures)."""
+    samples = [dataset[i] for i in indices]
     return {
         key: torch.stack([torch.as_tensor(s[key]) for s in samples]) for key in ("image", "mask")
     }

@@ -2,7 +2,7 @@
 
 A network needs ``GOP/frame x cameras x fps`` operations per second (1 MAC = 2
 operations, so GOP/frame = GFLOPs of one frame at the deployment resolution).
-A device offers ``GOP/s x utilization`` per precision (``conf/device/*.yaml``).
+A device offers ``GOP/s x utilization`` per precision (``conf/budget/device/*.yaml``).
 The per-frame budget is ``device GOP/s x utilization / (cameras x fps)`` and the
 headroom is ``(budget - GOP/frame) / budget``. Where a latency was measured on
 the device itself, the measured frame rate is checked against the requirement too.
@@ -64,7 +64,7 @@ def check_budget(
         gop_per_frame: GOP of one frame, or a mapping ``(H, W) -> GOP`` holding
             every scenario's deployment resolution (``resolution: null`` scenarios
             use the key ``None``).
-        devices: ``conf/device`` entries by key: ``name``, ``gops`` (precision ->
+        devices: ``conf/budget/device`` entries by key: ``name``, ``gops`` (precision ->
             GOP/s, or ``"measured"``), ``utilization``, ``match``.
         scenarios: ``conf/scenario`` entries by key: ``cameras``, ``fps``, ``resolution``.
         utilization: Overrides every device's own utilization.

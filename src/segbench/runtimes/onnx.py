@@ -236,7 +236,9 @@ def _torch_export(
             for i, name in axes.items()
         }
         # Single file: the weights stay inside (fine below ONNX's 2 GB protobuf limit).
+        # verbose=False: no "[torch.onnx] ..." progress lines on stdout.
         kwargs |= {"dynamo": True, "dynamic_shapes": {"x": dims}, "external_data": False}
+        kwargs["verbose"] = False
     else:
         kwargs |= {"dynamo": False, "dynamic_axes": {INPUT_NAME: axes, OUTPUT_NAME: axes}}
     # The exporter's passes log every step at INFO (hundreds of lines); failures still raise.

@@ -4,18 +4,56 @@
   prediction overlaid in the dataset's colours (W&B images, TensorBoard images).
 - :class:`ModelCost`: parameters, GFLOPs and latency at the training input size,
   into the W&B run summary (other loggers get them as metrics).
+- :class:`WandbLogger`: Lightning's, minus a setting wandb warns about on every run;
+  :func:`drop_noise` filters the other lines that bury a run's results.
 """
 
 import logging
+import warnings
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
 from segbench.evaluation.visualize import overlay_panels
 from segbench.profiling.profile import profile_network
 
 log = logging.getLogger(__name__)
+
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's ``WandbLogger`` (same arguments), without passing ``anonymous=None`` on.
+
+    Lightning always hands wandb.init an ``anonymous`` setting, and wandb >= 0.19 prints
+    "The anonymous setting has no effect" on every run for it.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def drop_noise() -> None:
+    """Filters third-party lines that say nothing about the run (idempotent).
+
+    Lightning's advertising tip on every ``Trainer`` and torch's FutureWarning that
+    Lightning's own pytree helper (the model summary's FLOP count) triggers.
+    """
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropTips())
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+    )
 
 
 class PredictionImages(L.Callback):
@@ -49,7 +87,9 @@ class PredictionImages(L.Callback):
         last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
         if not (last or trainer.current_epoch % self.every_n_epochs == 0):
             return
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger | TensorBoardLogger)]
+        loggers = [
+            lg for lg in trainer.loggers if isinstance(lg, LightningWandbLogger | TensorBoardLogger)
+        ]
         if not loggers or not trainer.is_global_zero:
             return
         images = batch["image"][: self.num_images]
@@ -59,7 +99,7 @@ class PredictionImages(L.Callback):
             images, batch["mask"][: self.num_images], preds, pl_module.hparams.data, self.alpha
         )
         for logger in loggers:
-            if isinstance(logger, WandbLogger):
+            if isinstance(logger, LightningWandbLogger):
                 logger.log_image(
                     "val/predictions",
                     list(panels),
@@ -111,7 +151,7 @@ def profile_figures(result: dict, device_type: str = "cpu") -> dict:
 def log_summary(loggers: list, figures: dict, step: int) -> None:
     """W&B gets ``figures`` in the run summary; other loggers their numbers at ``step``."""
     for logger in loggers:
-        if isinstance(logger, WandbLogger):
+        if isinstance(logger, LightningWandbLogger):
             logger.experiment.summary.update(figures)
         else:
             logger.log_metrics(

@@ -55,6 +55,9 @@ class SegmentationModule(L.LightningModule):
         # own sync_dist mean floor-divides its integer batch count).
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.ignore_index = data["ignore_index"]
+        # One frame at the stored size: Lightning's model summary counts its FLOPs with
+        # torch.utils.flop_counter (as segbench.profiling does) instead of printing 0.
+        self.example_input_array = torch.zeros(1, 3, *data.get("image_size", (64, 64)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)

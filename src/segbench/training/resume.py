@@ -3,7 +3,9 @@
 ``resume=auto`` (see :func:`segbench.training.sweep.run_job`) looks into the run dir: a run
 whose ``status.json`` says ``ok`` is finished; otherwise ``checkpoints/last.ckpt``
 (written atomically at the end of every epoch) is where training continues.
-``ckpt_path=last`` asks Lightning for the same file directly.
+``ckpt_path=last`` asks Lightning for the same file directly. Either continues only
+with the config the run was started with: :func:`config_changes` compares it with the
+run dir's ``config.yaml``.
 
 A resumed run reaches the same numbers as an uninterrupted one in deterministic
 mode only if its random streams continue too: :class:`RNGState` stores the
@@ -19,6 +21,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from omegaconf import DictConfig, OmegaConf
 
 from segbench.training.status import read_status
 
@@ -35,6 +38,60 @@ def finished_metrics(run_dir: str | Path) -> dict | None:
         return json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
         return None  # finished but its metrics are gone: train again
+
+
+#: Keys whose value does not change what a run computes (where files go, what is logged
+#: or shown, where the same data now lives); they may differ when a run is continued.
+NOT_COMPARED = (
+    "paths",
+    "hydra",
+    "resume",
+    "ckpt_path",
+    "task_name",
+    "tags",
+    "logger",
+    "data.root",
+    "data.num_workers",
+    "data.pin_memory",
+    "trainer.devices",
+    "trainer.enable_progress_bar",
+    "callbacks.rich_progress_bar",
+    "callbacks.prediction_images",
+    "callbacks.model_cost",
+    "callbacks.learning_rate_monitor",
+)
+
+
+def config_changes(run_dir: str | Path, cfg: DictConfig) -> list[str]:
+    """What differs between the run dir's saved ``config.yaml`` and ``cfg`` (both resolved).
+
+    Returns:
+        One ``key: old -> new`` line per differing key (``<absent>`` where a side lacks
+        it), keys of :data:`NOT_COMPARED` left out; empty if the dir has no
+        ``config.yaml`` (nothing to compare) or nothing differs.
+    """
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return []
+    old = _flatten(OmegaConf.to_container(OmegaConf.load(path), resolve=False))
+    new = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        if any(key == k or key.startswith(f"{k}.") for k in NOT_COMPARED):
+            continue
+        before, after = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if before != after:
+            changes.append(f"{key}: {before} -> {after}")
+    return changes
+
+
+def _flatten(node: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict) and node:
+        flat = {}
+        for key, value in node.items():
+            flat |= _flatten(value, f"{prefix}{key}.")
+        return flat
+    return {prefix.rstrip("."): node}
 
 
 def resume_checkpoint(run_dir: str | Path, dirpath: str | Path | None = None) -> Path | None:

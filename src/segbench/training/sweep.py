@@ -9,7 +9,8 @@ Every job of ``python train.py -m ...`` runs through :func:`run_job`, which writ
   with :func:`segbench.models.check_compatible`'s message as the reason;
 - a job that raises is recorded as failed with its error, and the sweep goes on;
 - with ``resume=auto`` a job whose run dir already holds an ``ok`` status is not
-  redone, and an unfinished one continues from ``checkpoints/last.ckpt``.
+  redone, and an unfinished one continues from ``checkpoints/last.ckpt``; either only
+  if the run dir's ``config.yaml`` matches the job's config (:func:`check_unchanged`).
 
 :class:`SweepCallback` (a Hydra callback, ``conf/hydra/default.yaml``) gathers the
 statuses into ``sweep_status.json`` at the end of the multirun, writes the
@@ -26,14 +27,14 @@ from typing import Any
 
 from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from segbench.config import is_multirun, job_overrides
 from segbench.errors import ConfigError
 from segbench.evaluation.report import write_report
 from segbench.files import write_json
 from segbench.models import check_compatible
-from segbench.training.resume import finished_metrics, resume_checkpoint
+from segbench.training.resume import config_changes, finished_metrics, resume_checkpoint
 from segbench.training.status import STATUS_FILE, STATUSES, read_status, write_status
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,18 @@ def run_job(cfg: DictConfig, task: Callable[[DictConfig], dict]) -> float | None
             allowed=["auto", "never", "null"],
             fix="resume=auto continues the run in the run dir; resume=null starts over",
         )
+    absolute_data_root(cfg)
+    if resume == "auto":
+        try:
+            check_unchanged(out, cfg)
+        except ConfigError as err:
+            if not multirun:
+                raise
+            write_status(out, "failed", str(err), overrides)
+            log.error("not resumed %s: %s", " ".join(overrides), err)
+            return None
     if resume == "auto" and (done := finished_metrics(out)) is not None:
-        log.info("already finished, not redone (resume=auto): %s", out)
+        log.info("already finished with this config, not redone (resume=auto): %s", out)
         return done.get("best_val_miou")
     try:
         check_compatible(cfg.model, cfg.backbone)
@@ -93,6 +104,46 @@ def run_job(cfg: DictConfig, task: Callable[[DictConfig], dict]) -> float | None
         _finish_wandb()
     write_status(out, "ok", "", overrides)
     return metrics.get("best_val_miou")
+
+
+def check_unchanged(run_dir: Path, cfg: DictConfig) -> None:
+    """Refuses to resume (or count as done) a run dir trained with a different config.
+
+    A finished run would otherwise be reported for a config it was not trained with;
+    an unfinished one would continue under other settings. Continuing a finished run to
+    more epochs is refused too: the poly schedule has decayed the learning rate to 0 at
+    the old last step, so the result would match neither a short nor a long run.
+
+    Raises:
+        ConfigError: naming every differing key, its saved and new value, and the ways out.
+    """
+    changes = config_changes(run_dir, cfg)
+    if not changes:
+        return
+    shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+    why = ""
+    if any(c.startswith("trainer.max_epochs:") for c in changes):
+        why = " (a run keeps the epochs it started with: they fix its learning-rate schedule)"
+    raise ConfigError(
+        "resume",
+        "auto",
+        f"{run_dir} was trained with another config{why}: {shown}",
+        fix="keep the new config in a new run dir (hydra.run.dir=<new dir>; a sweep: "
+        "hydra.sweep.dir=<new dir>), or retrain this dir from scratch with resume=never, "
+        f"or delete {run_dir}; to keep its result, run with the config in {run_dir / 'config.yaml'}",
+    )
+
+
+def absolute_data_root(cfg: DictConfig) -> None:
+    """Makes a relative ``data.root`` absolute (against the current dir, as the loader reads it).
+
+    The run's ``config.yaml`` and its checkpoints then name the dataset wherever
+    evaluate.py or export.py is later started.
+    """
+    root = OmegaConf.select(cfg, "data.root")
+    if root and not Path(str(root)).is_absolute():
+        with open_dict(cfg):
+            cfg.data.root = str(Path(str(root)).resolve())
 
 
 def summarize(sweep_dir: str | Path) -> dict:

@@ -15,7 +15,7 @@ from segbench.models.init import initialize
 from segbench.models.transfer import load_matching
 from segbench.profiling.profile import profile_trained
 from segbench.training.checkpoint_io import AtomicCheckpointIO
-from segbench.training.loggers import log_summary, profile_figures
+from segbench.training.loggers import drop_noise, log_summary, profile_figures
 from segbench.training.losses import build_loss
 from segbench.training.module import SegmentationModule
 from segbench.training.testing import check_test_split, score_test_split
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # twice. Let Hydra's handlers (console and the run's log file) take it alone.
 if logging.getLogger().hasHandlers():
     logging.getLogger("lightning").handlers.clear()
+drop_noise()
 
 
 def train(cfg: DictConfig) -> dict:
