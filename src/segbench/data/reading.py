@@ -7,8 +7,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from segbench.errors import DataError
+from segbench.models.base import SegmentationNetwork
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: The smallest H and W an image may have: every segbench network takes H, W >= 32.
+MIN_SIZE = SegmentationNetwork.min_size
 
 
 class SampleError(DataError):
@@ -16,7 +19,7 @@ class SampleError(DataError):
 
     Kinds: ``missing_mask``, ``missing_image``, ``orphan_mask``, ``duplicate_name``,
     ``empty_file``, ``unreadable``, ``truncated``, ``mask_mode``, ``size_mismatch``,
-    ``unknown_ids``.
+    ``unknown_ids``, ``too_small``; the checker adds ``mixed_sizes`` and ``missing_split``.
     """
 
     def __init__(self, path: object, kind: str, problem: str, fix: str | None = None) -> None:
@@ -51,6 +54,17 @@ def image_size(path: Path) -> tuple[int, int]:
         raise SampleError(path, "missing_image", "image file is missing") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
         raise _open_error(path, "image", err) from None
+
+
+def check_size(path: Path, size: tuple[int, int]) -> None:
+    """Refuses an image smaller than :data:`MIN_SIZE` on either side (a damaged or stray file)."""
+    if min(size) < MIN_SIZE:
+        raise SampleError(
+            path,
+            "too_small",
+            f"image is {size[1]}x{size[0]} (WxH); segbench networks take H, W >= {MIN_SIZE}",
+            fix="remove or replace the file",
+        )
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -34,6 +34,7 @@ from segbench.evaluation.report import write_report
 from segbench.files import write_json
 from segbench.models import check_compatible
 from segbench.training.resume import finished_metrics, resume_checkpoint
+from segbench.training.rundir import claim_run_dir
 from segbench.training.status import STATUS_FILE, STATUSES, read_status, write_status
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ def run_job(cfg: DictConfig, task: Callable[[DictConfig], dict]) -> float | None
         log.info("resuming from %s (resume=auto)", last)
         with open_dict(cfg):
             cfg.ckpt_path = str(last)
+    if not claim_run_dir(cfg):  # another run's files are there: never mix them
+        return None
     try:
         metrics = task(cfg)
     except Exception as err:

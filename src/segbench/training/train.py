@@ -18,6 +18,8 @@ from segbench.training.checkpoint_io import AtomicCheckpointIO
 from segbench.training.loggers import log_summary, profile_figures
 from segbench.training.losses import build_loss
 from segbench.training.module import SegmentationModule
+from segbench.training.preflight import build_trainer, check_checkpoint_space, check_train_config
+from segbench.training.rundir import checkpoint_dir
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ def train(cfg: DictConfig) -> dict:
     ``checkpoints/{best,last}.ckpt``, ``metrics.json`` and the loggers' files.
     """
     out = Path(cfg.paths.output_dir)
+    check_train_config(cfg)
     save_resolved(cfg, out / "config.yaml")
     check_compatible(cfg.model, cfg.backbone)
     if cfg.get("seed") is not None:
@@ -60,9 +63,11 @@ def train(cfg: DictConfig) -> dict:
     callbacks = instantiate_group(cfg, "callbacks")
     loggers = instantiate_group(cfg, "logger")
     check_monitor(cfg, module)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    trainer = build_trainer(
+        cfg, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
+    if trainer.is_global_zero and not trainer.fast_dev_run:
+        check_checkpoint_space(checkpoint_dir(cfg), module)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
