@@ -227,17 +227,15 @@ def data_for_checkpoint(
             command line), or None.
         **overrides: Arguments that replace the config's (``batch_size``, ...).
     """
-    if data_cfg:
-        return data_from_config(data_cfg, trusted=True, **overrides)
     stored = hparams.get("datamodule")
-    if not isinstance(stored, dict):
+    if not data_cfg and not isinstance(stored, dict):
         raise ConfigError(
             "data",
             None,
             "the checkpoint stores no dataset config",
             fix="name the dataset: data=<name> data.root=<folder>",
         )
-    datamodule = data_from_config(stored, **overrides)
+    datamodule = data_from_config(data_cfg or stored, trusted=bool(data_cfg), **overrides)
     check_same_classes(hparams.get("data") or {}, datamodule)
     return datamodule
 

@@ -48,7 +48,6 @@ def check_facts(
     Raises:
         ConfigError: naming the key (``data.mode``, ``data.class_names``, ...) and the fix.
     """
-    require_int("data.num_classes", num_classes, 1, fix="give the number of classes, e.g. 3")
     if modes is not None and mode not in modes:
         raise ConfigError(
             "data.mode",
@@ -58,6 +57,7 @@ def check_facts(
             fix=f"pick one, e.g. data.mode={next(iter(modes))}",
         )
     check_policy(on_bad_sample)
+    require_int("data.num_classes", num_classes, 1, fix="give the number of classes, e.g. 3")
     if colors is None:  # bring-your-own data: a fixed, distinguishable palette
         colors = default_palette(len(class_names))
     if len(class_names) != num_classes:

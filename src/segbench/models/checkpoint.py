@@ -49,6 +49,10 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        if not _looks_like_torch_file(path):
+            raise DataError(
+                path, "cannot be read as a checkpoint (not a PyTorch file)", fix=CHECKPOINT_FIX
+            ) from None
         raise DataError(
             path,
             "refused: the file holds pickled objects other than tensors and plain values, "
@@ -73,6 +77,13 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
         raise DataError(path, "is not a segbench checkpoint (no state_dict)", fix=CHECKPOINT_FIX)
     check_stored_targets(path, hparams)
     return ckpt
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A zip archive (torch.save's format) or a pickle (its legacy one), by the first bytes."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    return head.startswith((b"PK\x03\x04", b"\x80"))
 
 
 def _unpickler_reason(err: Exception) -> str:

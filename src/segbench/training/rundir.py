@@ -17,6 +17,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from segbench.config import is_multirun
@@ -110,7 +111,11 @@ def claim_run_dir(cfg: DictConfig) -> bool:
 
     A single run raises the ConfigError; a sweep job is logged as not run and the
     sweep goes on, its dir left as it was (its status.json is the earlier run's).
+    Only the global-zero process decides: under DDP the other ranks start (Lightning
+    re-runs train.py, SLURM starts them all) into the dir rank 0 is already writing.
     """
+    if getattr(rank_zero_only, "rank", 0) != 0:
+        return True
     try:
         prepare_run_dir(cfg)
     except ConfigError as err:
