@@ -399,7 +399,7 @@ def test_write_error_during_training_names_the_file_in_process(train_cfg, tmp_pa
         return save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", failing_save)
-    cfg = train_cfg("trainer.max_epochs=2", "trainer.limit_train_batches=2")
+    cfg = train_cfg(*FAST_RUN, "trainer.max_epochs=2")
     with pytest.raises(WriteError, match=r"(best|last).ckpt: cannot be written \(No space left"):
         train_fn(cfg)
     ckpts = tmp_path / "checkpoints"
@@ -494,3 +494,24 @@ def test_run_dir_rules(train_cfg, tmp_path):
     (tmp_path / "checkpoints" / "last.ckpt").unlink()
     prepare_run_dir(train_cfg("resume=auto"))  # nothing to continue: starts over
     assert not (tmp_path / "config.yaml").exists() and not (tmp_path / "csv").exists()
+
+
+def test_too_little_disk_space_fails_before_the_first_step_in_process(
+    train_cfg, tmp_path, monkeypatch
+):
+    import shutil
+
+    from segbench.files import WriteError
+    from segbench.training import preflight
+    from segbench.training.train import train as train_fn
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda p: usage._replace(free=2**20))
+    cfg = train_cfg(
+        *FAST_RUN,
+        "+callbacks.marker._target_=tests.faults.StepMarker",
+        f"+callbacks.marker.path={tmp_path / 'trained'}",
+    )
+    with pytest.raises(WriteError, match=r"checkpoints: 1 MiB free, but the checkpoints need"):
+        train_fn(cfg)
+    assert not (tmp_path / "trained").exists()

@@ -116,8 +116,7 @@ def build_trainer(cfg: DictConfig, **kwargs) -> L.Trainer:
         if user_error(err) or not isinstance(cause, MisconfigurationException | ValueError):
             raise
         message = str(cause).strip().splitlines()[0]
-        keys = sorted(cfg.trainer, key=len, reverse=True)
-        key = next((k for k in keys if k.replace("_", " ") in message.lower()), None)
+        key = trainer_key(cfg.trainer, message)
         fix = {"accelerator": "trainer=cpu (or trainer.accelerator=cpu) without a GPU"}.get(
             key, "see conf/trainer/default.yaml and Lightning's Trainer arguments"
         )
@@ -127,6 +126,17 @@ def build_trainer(cfg: DictConfig, **kwargs) -> L.Trainer:
             f"refused by Lightning: {message}",
             fix=fix,
         ) from None
+
+
+def trainer_key(trainer: DictConfig, message: str) -> str | None:
+    """The trainer setting Lightning's ``message`` is about: named, or its value quoted."""
+    text = message.lower()
+    keys = sorted((k for k in trainer if k != "_target_"), key=len, reverse=True)
+    named = [k for k in keys if k.replace("_", " ") in text or k in text]
+    valued = [
+        k for k in keys if isinstance(v := trainer.get(k), str) and len(v) > 2 and v.lower() in text
+    ]
+    return next(iter(named + valued), None)
 
 
 def check_checkpoint_space(checkpoint_dir: str | Path, module: L.LightningModule) -> None:
