@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from tests.conftest import ROOT, SYNTHETIC
 from tests.faults import KILL_ENV
 
