@@ -79,7 +79,10 @@ class MetricsJSON(L.Callback):
         self.on_fit_end(trainer, pl_module)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, err) -> None:
-        self.on_fit_end(trainer, pl_module)
+        try:
+            self.on_fit_end(trainer, pl_module)
+        except OSError as write_err:  # e.g. the disk that failed the run: keep its error
+            log.warning("metrics.json not updated: %s", write_err)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero and self.best is not None:
