@@ -181,18 +181,24 @@ def fill(text: str, values: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def trained_ckpt(tmp_path_factory) -> Path:
-    """A real segbench checkpoint (U-Net, MobileNetV2 x0.35, 8 synthetic classes)."""
-    from segbench.training.train import train
+    """A segbench checkpoint (U-Net, MobileNetV2 x0.35, 8 synthetic classes) as train.py
+    stores it: network config, dataset facts and config, the network's tensors (untrained:
+    the cases refuse it before any score)."""
+    from omegaconf import OmegaConf
+
+    from segbench.models import build_network
 
     out = tmp_path_factory.mktemp("trained")
-    overrides = [
-        *TRAIN,
-        "backbone.width=0.35",
-        "trainer.limit_train_batches=1",
-        "trainer.limit_val_batches=1",
-    ]
-    train(compose_config("train", out, overrides, data_dir=out / "data"))
-    return out / "checkpoints" / "best.ckpt"
+    cfg = compose_config("train", out, [*SYNTHETIC, "backbone.width=0.35"], data_dir=out / "data")
+    net_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    facts = ("num_classes", "ignore_index", "class_names", "colors", "mean", "std", "image_size")
+    net = build_network(net_cfg)
+    path = out / "best.ckpt"
+    hparams = {"net": net_cfg, "data": {k: data_cfg[k] for k in facts}, "datamodule": data_cfg}
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"hyper_parameters": hparams, "state_dict": state}, path)
+    return path
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from tests.conftest import ROOT, SYNTHETIC
 from tests.faults import KILL_ENV
 

@@ -155,6 +155,12 @@ class LastCheckpoint(ModelCheckpoint):
     def path(self) -> Path:
         return Path(self.dirpath or ".") / f"{self.FILENAME}{self.FILE_EXTENSION}"
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # As save_last did: a run that saved no epoch (fast_dev_run) still leaves its weights.
+        if not self._last_checkpoint_saved:
+            self.best_model_path = str(self.path)
+            self._save_checkpoint(trainer, str(self.path))
+
 
 def last_checkpoint(trainer: L.Trainer) -> Path | None:
     """The run's ``last.ckpt`` if it has been written, else None."""
