@@ -351,6 +351,13 @@ def test_cityscapes_label_id_predictions_still_score(tmp_path):
     assert result["miou"] == pytest.approx(1.0)
 
 
+def test_loader_and_networks_agree_on_the_smallest_image():
+    from segbench.data.reading import MIN_SIZE
+    from segbench.models import SegmentationNetwork
+
+    assert SegmentationNetwork.min_size == MIN_SIZE
+
+
 def test_worker_errors_are_unwrapped_to_the_segbench_error():
     from segbench.data.reading import SampleError
     from segbench.errors import user_error as find_user_error

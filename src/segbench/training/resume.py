@@ -128,7 +128,11 @@ class _HistoryWriter(ExperimentWriter):
                 super().save()
                 return
             first = min(float(row["step"]) for row in self.metrics)
-            kept = [r for r in self.kept if r.get("step") and float(r["step"]) < first]
+            kept = [
+                {k: v for k, v in r.items() if k is not None}  # a torn line's extra fields
+                for r in self.kept
+                if r.get("step") and float(r["step"]) < first
+            ]
             self.kept = None
             self.metrics = kept + self.metrics
             self._record_new_keys()
