@@ -31,6 +31,7 @@ weights) are on the *test* split after hundreds of epochs; these runs report *va
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -141,6 +142,8 @@ def main() -> None:
     runs = {}
     for name in args.models:
         run_dir = OUT / "accuracy" / name
+        # A fresh run each time: train.py refuses a run dir that holds an earlier run.
+        shutil.rmtree(run_dir, ignore_errors=True)
         command = [
             sys.executable,
             str(ROOT / "train.py"),

@@ -85,9 +85,9 @@ def test_resume_auto_skips_finished_and_continues_unfinished(tmp_path, data_dir)
     # Finished: not redone.
     assert run_job(_cfg(tmp_path, data_dir, "resume=auto"), task) == 0.5
     assert len(seen) == 1
-    # Without resume=auto a run starts over.
-    run_job(_cfg(tmp_path, data_dir), task)
-    assert seen[-1] is None
+    # Without resume=auto the job is not run there: the finished run's files stay as they are.
+    assert run_job(_cfg(tmp_path, data_dir), task) is None
+    assert len(seen) == 1 and read_status(tmp_path)["status"] == "ok"
 
 
 def test_bad_resume_mode_names_the_choices(tmp_path, data_dir):

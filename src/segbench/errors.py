@@ -2,6 +2,8 @@
 
 import contextlib
 import difflib
+import re
+import sys
 from collections.abc import Iterable
 
 
@@ -26,7 +28,7 @@ class ConfigError(SegbenchError, ValueError):
         if fix:
             message += f"\n  fix: {fix}"
         super().__init__(message)
-        self.key, self.value = key, value
+        self.key, self.value, self.problem, self.fix = key, value, problem, fix
 
 
 class DataError(SegbenchError, ValueError):
@@ -37,7 +39,7 @@ class DataError(SegbenchError, ValueError):
         if fix:
             message += f"\n  fix: {fix}"
         super().__init__(message)
-        self.path = path
+        self.path, self.problem, self.fix = path, problem, fix
 
 
 def closest_first(value: object, allowed: Iterable[object]) -> list[str]:
@@ -52,15 +54,66 @@ def user_error(err: BaseException) -> SegbenchError | None:
 
     Hydra's ``instantiate`` wraps what a constructor raises in an
     ``InstantiationException``; the entry points unwrap it so a bad dataset path
-    still reads as one line naming the file and the fix.
+    still reads as one line naming the file and the fix. Likewise a segbench error
+    raised in a DataLoader worker (which PyTorch re-raises in the main process as a
+    ``RuntimeError`` holding the worker's traceback as text) and a required config
+    value left at ``???`` (OmegaConf's ``MissingMandatoryValue``).
     """
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, SegbenchError):
             return err
+        found = from_worker(err) or missing_value(err)
+        if found is not None:
+            return found
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+_WORKER = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+_RAISED = re.compile(r"^(segbench(?:\.\w+)+)\.(\w+): ", re.MULTILINE)
+
+
+def from_worker(err: BaseException) -> SegbenchError | None:
+    """The segbench error a DataLoader worker raised, from PyTorch's re-raised text.
+
+    PyTorch cannot rebuild exceptions whose constructor takes several arguments,
+    so it raises ``RuntimeError("Caught SampleError in DataLoader worker process 0.
+    Original Traceback ...")``: the message is the last ``segbench.<module>.<Error>: ...``
+    of that text, and it is only taken if that class is a segbench error.
+    """
+    text = str(err)
+    if not _WORKER.match(text):
+        return None
+    raised = list(_RAISED.finditer(text))
+    if not raised:
+        return None
+    module, name = raised[-1].groups()
+    cls = getattr(sys.modules.get(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, SegbenchError)):
+        return None
+    return SegbenchError(text[raised[-1].end() :].strip())
+
+
+#: What to put for a required value the config leaves at ``???``.
+REQUIRED_EXAMPLES = {
+    "ckpt_path": "<run dir>/checkpoints/best.ckpt",
+    "data.root": "<dataset folder>",
+}
+
+
+def missing_value(err: BaseException) -> SegbenchError | None:
+    """A ``ConfigError`` for OmegaConf's ``MissingMandatoryValue`` (a ``???`` left unset)."""
+    if type(err).__name__ != "MissingMandatoryValue" or not type(err).__module__.startswith(
+        "omegaconf"
+    ):
+        return None
+    key = getattr(err, "full_key", None) or "?"
+    example = REQUIRED_EXAMPLES.get(key, "<value>")
+    return ConfigError(
+        key, "???", "is required and not set", fix=f"add {key}={example} to the command line"
+    )
 
 
 @contextlib.contextmanager

@@ -41,7 +41,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], fsync: boo
         # mkstemp makes the file owner-only; give it the mode open() would (0666 minus umask).
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            _write_reporting_os_errors(write, f)
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
@@ -49,11 +49,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], fsync: boo
     except OSError as err:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise WriteError(
-            f"{path}: cannot be written ({err.strerror or err}); the previous file, if any, is "
-            "kept\n  fix: free disk space or choose a writable folder (paths.log_dir=..., "
-            "hydra.run.dir=...)"
-        ) from err
+        raise write_error(path, err) from err
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -65,6 +61,49 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+class _Recorder:
+    """A binary file that remembers the first OSError its ``write`` raised."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+
+def _write_reporting_os_errors(write: Callable[[IO[bytes]], Any], f: IO[bytes]) -> None:
+    """Calls ``write(f)``; an OSError inside it surfaces as that OSError.
+
+    ``torch.save`` turns a failed write (ENOSPC) into ``RuntimeError("... unexpected
+    pos ...")``, which names neither the reason nor the file.
+    """
+    recorder = _Recorder(f)
+    try:
+        write(recorder)  # type: ignore[arg-type]
+    except OSError:
+        raise
+    except Exception:
+        if recorder.error is not None:
+            raise recorder.error from None
+        raise
+
+
+def write_error(path: str | Path, err: OSError) -> WriteError:
+    """The :class:`WriteError` for ``err`` raised while writing ``path``: the file, why, the fix."""
+    return WriteError(
+        f"{path}: cannot be written ({err.strerror or err}); the previous file, if any, is "
+        "kept\n  fix: free disk space or choose a writable folder (paths.log_dir=..., "
+        "hydra.run.dir=...)"
+    )
 
 
 def write_text(path: str | Path, text: str) -> Path:

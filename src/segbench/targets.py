@@ -54,3 +54,19 @@ def subclasses(cls: type) -> list[type]:
     for sub in cls.__subclasses__():
         found += [sub, *subclasses(sub)]
     return found
+
+
+def stored_target_allowed(target: object, prefix: str, base: type | None) -> bool:
+    """Whether a ``_target_`` read from a file may be used, decided without importing anything.
+
+    Allowed: a dotted name under ``prefix`` (segbench's own modules), or the name of
+    an already-imported subclass of ``base``. Anything else (``os.system``,
+    ``builtins.exec``, a module outside segbench) is not.
+    """
+    if not isinstance(target, str) or not all(p.isidentifier() for p in target.split(".")):
+        return False
+    if target.startswith(prefix):
+        return True
+    return base is not None and target in {
+        f"{c.__module__}.{c.__qualname__}" for c in subclasses(base)
+    }

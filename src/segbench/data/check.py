@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from segbench.config import CONFIG_DIR, check_group_overrides
+from segbench.data.batching import MIXED_SIZES_FIX
 from segbench.data.dataset import SegmentationDataset
 from segbench.data.reading import SampleError
 from segbench.errors import DataError, SegbenchError
@@ -38,6 +39,7 @@ class SplitReport:
     samples: int = 0
     unlabelled: int = 0
     sizes: Counter = field(default_factory=Counter)
+    files_of_size: dict = field(default_factory=dict)  # (W, H) -> the files of that size
     histogram: np.ndarray | None = None
     channel_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
     channel_sq: np.ndarray = field(default_factory=lambda: np.zeros(3))
@@ -58,6 +60,7 @@ def check_split(dataset: SegmentationDataset) -> SplitReport:
             report.problems.append(err)
             continue
         report.sizes[(image.shape[1], image.shape[0])] += 1
+        report.files_of_size.setdefault((image.shape[1], image.shape[0]), []).append(sample.image)
         pixels = image.reshape(-1, 3).astype(np.float64) / 255.0
         report.channel_sum += pixels.sum(0)
         report.channel_sq += (pixels**2).sum(0)
@@ -66,7 +69,32 @@ def check_split(dataset: SegmentationDataset) -> SplitReport:
             report.unlabelled += 1
         else:
             report.histogram += np.bincount(mask.ravel(), minlength=256)
+    if len(report.sizes) > 1:
+        report.problems.append(mixed_sizes(dataset, report))
     return report
+
+
+def mixed_sizes(dataset: SegmentationDataset, report: SplitReport) -> SampleError:
+    """The problem of a split whose images (as the loader returns them) differ in size.
+
+    The loader refuses such a batch (:func:`segbench.data.batching.collate`), so the
+    checker reports it too, naming the files not of the most common size.
+    """
+    (common, _), *_ = report.sizes.most_common(1)
+    odd = [
+        f"{path.name} ({w}x{h})"
+        for (w, h), paths in report.files_of_size.items()
+        if (w, h) != common
+        for path in paths
+    ]
+    return SampleError(
+        dataset.root,
+        "mixed_sizes",
+        f"{dataset.split} images differ in size (WxH): most are {common[0]}x{common[1]}, but "
+        + ", ".join(odd[:5])
+        + (f" and {len(odd) - 5} more" if len(odd) > 5 else ""),
+        fix=MIXED_SIZES_FIX,
+    )
 
 
 def check(data_cfg: DictConfig) -> list[SplitReport]:

@@ -7,18 +7,22 @@ without importing or calling anything the config names outside segbench's datase
 """
 
 import functools
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 
 from torch.utils.data import DataLoader
 
+from segbench.data.batching import collate
 from segbench.data.cache import attach_cache, check_cache_policy
 from segbench.data.dataset import SegmentationDataset
-from segbench.data.facts import check_facts
+from segbench.data.facts import check_facts, check_loading, default_palette
 from segbench.data.remap import class_remap
 from segbench.data.transforms import build_transform
 from segbench.errors import ConfigError
 from segbench.targets import resolve_class
+
+__all__ = ["SegmentationDataModule", "data_for_checkpoint", "data_from_config", "default_palette"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,7 @@ class SegmentationDataModule:
         colors = check_facts(
             num_classes, ignore_index, class_names, colors, on_bad_sample, mode, modes
         )
+        check_loading(batch_size, num_workers, image_size)
         self.remap = class_remap(remap, class_names, ignore_index)
         self.root, self.dataset = root, dataset
         self.num_classes, self.ignore_index = num_classes, ignore_index
@@ -150,6 +155,7 @@ class SegmentationDataModule:
             pin_memory=self.pin_memory,
             drop_last=shuffle and len(self.get_split(split)) > self.batch_size,
             persistent_workers=self.num_workers > 0,
+            collate_fn=functools.partial(collate, self.get_split(split)),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -187,9 +193,11 @@ def data_from_config(config: dict, trusted: bool = False, **overrides) -> Segmen
         **overrides: Arguments that replace the config's (``root``, ``batch_size``, ...).
 
     Raises:
-        ConfigError: a ``_target_`` outside what is allowed, naming the key.
+        ConfigError: a ``_target_`` outside what is allowed, or an argument the
+            class does not take, naming the key.
     """
     kwargs = {k: v for k, v in config.items() if not k.startswith("_")} | overrides
+    check_arguments("data", kwargs, SegmentationDataModule, exclude=() if trusted else ("augment",))
     target = config.get("_target_")
     if target not in DATAMODULE_TARGETS:
         raise ConfigError(
@@ -201,7 +209,24 @@ def data_from_config(config: dict, trusted: bool = False, **overrides) -> Segmen
     dataset = dict(kwargs.pop("dataset", None) or {})
     cls = dataset_class(str(dataset.pop("_target_", "")), trusted)
     dataset = {k: v for k, v in dataset.items() if not k.startswith("_")}
+    check_arguments("data.dataset", dataset, cls)
     return SegmentationDataModule(dataset=functools.partial(cls, **dataset), **kwargs)
+
+
+def check_arguments(key: str, kwargs: dict, cls: type, exclude: Sequence[str] = ()) -> None:
+    """Refuses a config argument that ``cls`` does not take (instead of a TypeError later)."""
+    params = inspect.signature(cls).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    allowed = [name for name in params if name not in exclude]
+    for name in kwargs:
+        if name in exclude or (name not in params and not takes_any):
+            raise ConfigError(
+                f"{key}.{name}",
+                kwargs[name],
+                f"is not an argument of {cls.__name__}",
+                allowed=allowed,
+                fix="remove it or correct its name",
+            )
 
 
 def data_for_checkpoint(
@@ -217,17 +242,46 @@ def data_for_checkpoint(
             command line), or None.
         **overrides: Arguments that replace the config's (``batch_size``, ...).
     """
-    if data_cfg:
-        return data_from_config(data_cfg, trusted=True, **overrides)
     stored = hparams.get("datamodule")
-    if not isinstance(stored, dict):
+    if not data_cfg and not isinstance(stored, dict):
         raise ConfigError(
             "data",
             None,
             "the checkpoint stores no dataset config",
             fix="name the dataset: data=<name> data.root=<folder>",
         )
-    return data_from_config(stored, **overrides)
+    datamodule = data_from_config(data_cfg or stored, trusted=bool(data_cfg), **overrides)
+    check_same_classes(hparams.get("data") or {}, datamodule)
+    return datamodule
+
+
+def check_same_classes(trained: dict, datamodule: SegmentationDataModule) -> None:
+    """Refuses data whose class count differs from the one the network was trained on.
+
+    Same count, other names: scored, with a warning (the ids are compared as they are).
+
+    Raises:
+        ConfigError: naming ``data.num_classes``, both counts and the fix.
+    """
+    count, names = trained.get("num_classes"), list(trained.get("class_names") or [])
+    if count is None:
+        return
+    if datamodule.num_classes != count:
+        raise ConfigError(
+            "data.num_classes",
+            datamodule.num_classes,
+            f"the checkpoint predicts {count} classes ({', '.join(names[:6])}"
+            f"{', ...' if len(names) > 6 else ''}), this dataset has {datamodule.num_classes}",
+            fix="leave data=... out to use the checkpoint's own dataset, or fine-tune it on "
+            "this one first: train.py data=<name> init.checkpoint=<this checkpoint>",
+        )
+    if names and names != datamodule.class_names:
+        log.warning(
+            "the checkpoint's classes %s differ in name from the dataset's %s; ids are "
+            "compared as they are",
+            names,
+            datamodule.class_names,
+        )
 
 
 def dataset_class(target: str, trusted: bool = False) -> type[SegmentationDataset]:

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from segbench.data.reading import (
     IMAGE_SUFFIXES,
     SampleError,
+    check_size,
     image_size,
     read_image,
     read_label,
@@ -203,6 +204,7 @@ class SegmentationDataset(Dataset):
     def load_pair(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         """Reads one sample: ``(H, W, 3)`` uint8 RGB and ``(H, W)`` uint8 train ids."""
         image = read_image(sample.image)
+        check_size(sample.image, image.shape[:2])
         if sample.mask is None:
             return image, np.full(image.shape[:2], self.ignore_index, dtype=np.uint8)
         return image, self.read_mask(sample.mask, image.shape[:2])
@@ -214,7 +216,9 @@ class SegmentationDataset(Dataset):
         """
         if sample.mask is None:
             return None
-        return self.read_mask(sample.mask, image_size(sample.image))
+        size = image_size(sample.image)
+        check_size(sample.image, size)
+        return self.read_mask(sample.mask, size)
 
     def read_mask(self, path: Path, size: tuple[int, int]) -> np.ndarray:
         """Reads a label map, maps it to train ids and checks it against ``size`` (H, W)."""

@@ -1,11 +1,37 @@
-"""A dataset's facts (classes, names, colours, ignore index) checked against each other."""
+"""A data config's facts checked against each other and against what the loaders accept."""
 
 from collections.abc import Sequence
 
+from segbench.checks import require_int, require_size
 from segbench.data.dataset import check_policy
+from segbench.data.reading import MIN_SIZE
 from segbench.errors import ConfigError
 
-__all__ = ["check_facts", "default_palette"]
+
+def check_loading(batch_size: object, num_workers: object, image_size: object) -> None:
+    """Refuses a batch size, worker count or image size the loaders cannot use.
+
+    Raises:
+        ConfigError: naming ``data.batch_size``, ``data.num_workers`` or ``data.image_size``.
+    """
+    require_int(
+        "data.batch_size",
+        batch_size,
+        1,
+        fix="use a whole number of samples >= 1, e.g. data.batch_size=4 (batch_size=... for evaluate/export)",
+    )
+    require_int(
+        "data.num_workers",
+        num_workers,
+        0,
+        fix="use 0 (load in the main process) or a number of worker processes, e.g. data.num_workers=2",
+    )
+    require_size(
+        "data.image_size",
+        image_size,
+        MIN_SIZE,
+        fix=f"give [H, W] as the data is stored, each >= {MIN_SIZE}, e.g. data.image_size=[360,480]",
+    )
 
 
 def check_facts(
@@ -31,6 +57,7 @@ def check_facts(
             fix=f"pick one, e.g. data.mode={next(iter(modes))}",
         )
     check_policy(on_bad_sample)
+    require_int("data.num_classes", num_classes, 1, fix="give the number of classes, e.g. 3")
     if colors is None:  # bring-your-own data: a fixed, distinguishable palette
         colors = default_palette(len(class_names))
     if len(class_names) != num_classes:

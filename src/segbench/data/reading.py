@@ -9,6 +9,10 @@ from PIL import Image, UnidentifiedImageError
 from segbench.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: The smallest H and W an image may have: what every segbench network takes
+#: (``SegmentationNetwork.min_size``; not imported, so reading data needs no model zoo,
+#: and tests/test_bad_inputs.py keeps the two equal).
+MIN_SIZE = 32
 
 
 class SampleError(DataError):
@@ -16,7 +20,7 @@ class SampleError(DataError):
 
     Kinds: ``missing_mask``, ``missing_image``, ``orphan_mask``, ``duplicate_name``,
     ``empty_file``, ``unreadable``, ``truncated``, ``mask_mode``, ``size_mismatch``,
-    ``unknown_ids``.
+    ``unknown_ids``, ``too_small``; the checker adds ``mixed_sizes`` and ``missing_split``.
     """
 
     def __init__(self, path: object, kind: str, problem: str, fix: str | None = None) -> None:
@@ -51,6 +55,17 @@ def image_size(path: Path) -> tuple[int, int]:
         raise SampleError(path, "missing_image", "image file is missing") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
         raise _open_error(path, "image", err) from None
+
+
+def check_size(path: Path, size: tuple[int, int]) -> None:
+    """Refuses an image smaller than :data:`MIN_SIZE` on either side (a damaged or stray file)."""
+    if min(size) < MIN_SIZE:
+        raise SampleError(
+            path,
+            "too_small",
+            f"image is {size[1]}x{size[0]} (WxH); segbench networks take H, W >= {MIN_SIZE}",
+            fix="remove or replace the file",
+        )
 
 
 def read_image(path: Path) -> np.ndarray:

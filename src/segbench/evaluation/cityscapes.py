@@ -38,6 +38,9 @@ LABEL_IDS = sorted(label.id for label in labels if label.id >= 0)
 NUM_IDS = max(LABEL_IDS) + 1
 #: The evaluated classes (trainId 0..18), by label id.
 EVAL_IDS = [label.id for label in labels if label.id >= 0 and not label.ignoreInEval]
+#: The void category's label ids (0..6: unlabeled ... ground): never evaluated, never a
+#: trained model's output, but what train ids 0..6 (road ... traffic light) read as.
+VOID_IDS = [label.id for label in labels if label.id >= 0 and label.category == "void"]
 #: Mean instance size per class over the training set; the official script's own table.
 AVG_CLASS_SIZE: dict[str, float] = dict(official_args.avgClassSize)
 
@@ -122,6 +125,7 @@ def evaluate_predictions(
             inst_file = gt_file.with_name(gt_file.name.replace("labelIds", "instanceIds"))
             inst.add(pred, _read_ids(inst_file))
     matrix = confmat.compute().double()
+    check_label_ids(predictions, matrix)
     result = {"images": len(pairs), **_iou_scores(matrix)}
     if instances:
         result.update(inst.scores(matrix))
@@ -133,6 +137,36 @@ def evaluate_predictions(
         result["category_miou"],
     )
     return result
+
+
+def check_label_ids(predictions: Path, matrix: torch.Tensor) -> None:
+    """Refuses predictions that are train ids (0..18) written where label ids belong.
+
+    Train ids are valid label ids too, so the official script scores such files
+    without complaint, at about 0. They are recognised by their values: none above
+    18 (no vegetation, sky, person or car as label ids), and more than a tenth of
+    the pixels on the void category's ids (0..6), which a model trained on
+    Cityscapes never predicts as label ids but which are train ids 0..6 (road,
+    sidewalk, building, wall, fence, pole, traffic light).
+
+    Raises:
+        DataError: naming the prediction folder, the evidence and the conversion.
+    """
+    predicted = matrix.sum(0)  # pixels per predicted label id
+    total = float(predicted.sum())
+    if total == 0:
+        return
+    highest = int(torch.nonzero(predicted).max())
+    void_share = float(predicted[VOID_IDS].sum()) / total
+    if highest <= 18 and void_share > 0.1:
+        raise DataError(
+            predictions,
+            f"these look like train ids, not label ids: no value is above 18 and "
+            f"{void_share:.0%} of the predicted pixels are void label ids (0-6: unlabeled ... "
+            "ground), which are never evaluated; scored as label ids they give an IoU near 0",
+            fix="write label ids: segbench.data.cityscapes.to_label_ids(train_ids) maps "
+            "each prediction before it is saved",
+        )
 
 
 def _read_ids(path: Path) -> np.ndarray:

@@ -5,7 +5,8 @@ whose ``status.json`` says ``ok`` is finished; otherwise ``checkpoints/last.ckpt
 (written atomically at the end of every epoch) is where training continues.
 ``ckpt_path=last`` asks Lightning for the same file directly. Either continues only
 with the config the run was started with: :func:`config_changes` compares it with the
-run dir's ``config.yaml``.
+run dir's ``config.yaml``. :class:`ResumableCSVLogger` keeps ``csv/metrics.csv``'s rows
+from before the resume point.
 
 A resumed run reaches the same numbers as an uninterrupted one in deterministic
 mode only if its random streams continue too: :class:`RNGState` stores the
@@ -13,6 +14,8 @@ torch / numpy / python generators in each checkpoint and puts them back when the
 checkpoint is restored, before the first resumed epoch draws its shuffle order.
 """
 
+import csv
+import io
 import json
 import logging
 from pathlib import Path
@@ -20,9 +23,13 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
+from segbench.files import WriteError, atomic_write, write_error
 from segbench.training.status import read_status
 
 log = logging.getLogger(__name__)
@@ -138,3 +145,65 @@ class RNGState(L.Callback):
         kind, keys, pos, has_gauss, gauss = states["numpy"]
         states["numpy"] = (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss)
         _set_rng_states(states)
+
+
+class ResumableCSVLogger(CSVLogger):
+    """Lightning's CSV logger, except that a resumed run keeps ``metrics.csv``'s history.
+
+    Lightning's writer deletes an existing ``metrics.csv`` when it starts, so a run
+    resumed with ``ckpt_path=last`` or ``resume=auto`` lost every epoch before the
+    resume point. Here the rows already in the file are kept, up to the first step
+    the resumed run logs again (the part of a killed epoch that is re-run is
+    replaced, not duplicated). A fresh run never meets an old file: the run dir
+    check (:mod:`segbench.training.rundir`) refuses a dir holding another run.
+    Same arguments as ``lightning.pytorch.loggers.CSVLogger``.
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _HistoryWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class _HistoryWriter(ExperimentWriter):
+    """An experiment writer that continues the rows of an existing ``metrics.csv``."""
+
+    def _check_log_dir_exists(self) -> None:
+        self.kept: list[dict] | None = None
+        path = Path(self.metrics_file_path)
+        if path.is_file():
+            with path.open(newline="") as f:
+                self.kept = list(csv.DictReader(f))
+            log.info("continuing %s (%d rows kept)", path, len(self.kept))
+
+    def save(self) -> None:
+        try:
+            if self.kept is None or not self.metrics:
+                super().save()
+                return
+            first = min(float(row["step"]) for row in self.metrics)
+            kept = [
+                {k: v for k, v in r.items() if k is not None}  # a torn line's extra fields
+                for r in self.kept
+                if r.get("step") and float(r["step"]) < first
+            ]
+            self.kept = None
+            self.metrics = kept + self.metrics
+            self._record_new_keys()
+            rows, self.metrics = self.metrics, []
+
+            def write(f) -> None:
+                text = io.StringIO(newline="")
+                writer = csv.DictWriter(text, fieldnames=self.metrics_keys)
+                writer.writeheader()
+                writer.writerows(rows)
+                f.write(text.getvalue().encode())
+
+            atomic_write(self.metrics_file_path, write)
+        except WriteError:
+            raise
+        except OSError as err:
+            raise write_error(self.metrics_file_path, err) from err

@@ -35,6 +35,7 @@ from segbench.evaluation.report import write_report
 from segbench.files import write_json
 from segbench.models import check_compatible
 from segbench.training.resume import config_changes, finished_metrics, resume_checkpoint
+from segbench.training.rundir import claim_run_dir
 from segbench.training.status import STATUS_FILE, STATUSES, read_status, write_status
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,8 @@ def run_job(cfg: DictConfig, task: Callable[[DictConfig], dict]) -> float | None
             fix="resume=auto continues the run in the run dir; resume=null starts over",
         )
     absolute_data_root(cfg)
-    if resume == "auto":
-        try:
+    if resume == "auto" and (finished_metrics(out) is not None or resume_checkpoint(out)):
+        try:  # only a run that would be continued or counted as done must match
             check_unchanged(out, cfg)
         except ConfigError as err:
             if not multirun:
@@ -92,6 +93,8 @@ def run_job(cfg: DictConfig, task: Callable[[DictConfig], dict]) -> float | None
         log.info("resuming from %s (resume=auto)", last)
         with open_dict(cfg):
             cfg.ckpt_path = str(last)
+    if not claim_run_dir(cfg):  # another run's files are there: never mix them
+        return None
     try:
         metrics = task(cfg)
     except Exception as err:

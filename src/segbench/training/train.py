@@ -18,6 +18,8 @@ from segbench.training.checkpoint_io import AtomicCheckpointIO
 from segbench.training.loggers import drop_noise, log_summary, profile_figures
 from segbench.training.losses import build_loss
 from segbench.training.module import SegmentationModule
+from segbench.training.preflight import build_trainer, check_checkpoint_space, check_train_config
+from segbench.training.rundir import checkpoint_dir
 from segbench.training.testing import check_test_split, score_test_split
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ def train(cfg: DictConfig) -> dict:
     ``checkpoints/{best,last}.ckpt``, ``metrics.json`` and the loggers' files.
     """
     out = Path(cfg.paths.output_dir)
+    check_train_config(cfg)
     save_resolved(cfg, out / "config.yaml")
     check_compatible(cfg.model, cfg.backbone)
     if cfg.get("seed") is not None:
@@ -47,25 +50,15 @@ def train(cfg: DictConfig) -> dict:
     datamodule.setup("fit")  # fails here, before any model is built, on a bad root
     check_test_split(datamodule, cfg.get("test_split"))
 
-    log.info("model: %s on %s", cfg.model._target_, cfg.backbone.name)
-    module = SegmentationModule(
-        net=OmegaConf.to_container(cfg.model, resolve=True),
-        data=datamodule.meta,
-        loss=build_loss(cfg.loss, datamodule, cache_dir=Path(cfg.paths.data_dir) / ".cache"),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        datamodule=OmegaConf.to_container(cfg.data, resolve=True),
-    )
-    initialize(module.net, cfg.init.scheme)
-    if cfg.init.get("checkpoint"):
-        load_matching(module.net, cfg.init.checkpoint)
-
+    module = build_module(cfg, datamodule)
     callbacks = instantiate_group(cfg, "callbacks")
     loggers = instantiate_group(cfg, "logger")
     check_monitor(cfg, module)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    trainer = build_trainer(
+        cfg, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
+    if trainer.is_global_zero and not trainer.fast_dev_run:
+        check_checkpoint_space(checkpoint_dir(cfg), module)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -84,7 +77,28 @@ def train(cfg: DictConfig) -> dict:
         device = next(module.net.parameters()).device.type
         log_summary(loggers, profile_figures(result, device), trainer.global_step)
 
-    metrics_file = out / "metrics.json"
+    return read_metrics(out / "metrics.json")
+
+
+def build_module(cfg: DictConfig, datamodule) -> SegmentationModule:
+    """The LightningModule of ``cfg``: network (initialised, transfer weights loaded), loss, optim."""
+    log.info("model: %s on %s", cfg.model._target_, cfg.backbone.name)
+    module = SegmentationModule(
+        net=OmegaConf.to_container(cfg.model, resolve=True),
+        data=datamodule.meta,
+        loss=build_loss(cfg.loss, datamodule, cache_dir=Path(cfg.paths.data_dir) / ".cache"),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        datamodule=OmegaConf.to_container(cfg.data, resolve=True),
+    )
+    initialize(module.net, cfg.init.scheme)
+    if cfg.init.get("checkpoint"):
+        load_matching(module.net, cfg.init.checkpoint)
+    return module
+
+
+def read_metrics(metrics_file: Path) -> dict:
+    """The run's ``metrics.json`` (empty if none was written), logged in one line."""
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     if metrics:
         log.info(
