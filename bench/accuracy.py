@@ -110,6 +110,16 @@ def baseline(args) -> list[str]:
     ]
 
 
+def merged(path, overrides: list[str], runs: dict) -> dict:
+    """``runs`` over the earlier file's runs of other models, if it used the same recipe."""
+    if not path.is_file():
+        return runs
+    earlier = json.loads(path.read_text())
+    if earlier.get("recipe", {}).get("overrides") != overrides:  # never mix two recipes
+        return runs
+    return {**{k: v for k, v in earlier.get("runs", {}).items() if k not in runs}, **runs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=str(CAMVID))
@@ -127,6 +137,13 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=int, default=None, help="stop each model after M min")
     parser.add_argument("--test", action="store_true", help="also score the test split")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue killed runs from their last.ckpt (train.py resume=auto), keep finished "
+        "ones, and merge into the existing accuracy.json",
+    )
+    parser.add_argument("--out", default="accuracy", help="results name: bench/out/<out>.json")
     args, extra = parser.parse_known_args()  # the rest: train.py overrides for every run
     args.epochs = args.epochs or (200 if args.full else 10)
     args.batch = args.batch or (16 if args.full else 8)
@@ -141,14 +158,16 @@ def main() -> None:
     overrides = [*recipe(args), *extra]
     runs = {}
     for name in args.models:
-        run_dir = OUT / "accuracy" / name
-        # A fresh run each time: train.py refuses a run dir that holds an earlier run.
-        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir = OUT / args.out / name
+        if not args.resume:
+            # A fresh run each time: train.py refuses a run dir that holds an earlier run.
+            shutil.rmtree(run_dir, ignore_errors=True)
         command = [
             sys.executable,
             str(ROOT / "train.py"),
             *MODELS[name],
             *overrides,
+            *(["resume=auto"] if args.resume else []),
             f"hydra.run.dir={run_dir}",
         ]
         print("+", " ".join(command), flush=True)
@@ -188,8 +207,10 @@ def main() -> None:
             f"({runs[name]['train_images_per_s']:.0f} training images/s incl. validation)",
             flush=True,
         )
+    if args.resume:
+        runs = merged(OUT / f"{args.out}.json", overrides, runs)
     save(
-        "accuracy",
+        args.out,
         {
             "machine": machine(),
             "recipe": {

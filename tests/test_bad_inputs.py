@@ -64,7 +64,7 @@ CASES = [
         ["data.batch_size=0", ">= 1"],
     ),
     Case("num_workers_negative", ["train.py", "data.num_workers=-1"], ["data.num_workers=-1"]),
-    Case("lr_negative", ["train.py", "optimizer.lr=-0.01"], ["optimizer.lr=-0.01", "> 0"]),
+    Case("lr_negative", ["train.py", "optimizer.lr=-0.01"], ["optimizer.lr=-0.01", ">= 0"]),
     Case("lr_text", ["train.py", "optimizer=sgd", "optimizer.lr=fast"], ["optimizer.lr='fast'"]),
     Case(
         "momentum_above_one",

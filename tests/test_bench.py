@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from bench.accuracy import MODELS, recipe
+from bench.accuracy import MODELS, merged, recipe
 from bench.common import compose
 from tests.conftest import ROOT
 from tests.layouts import write_camvid
@@ -73,3 +73,20 @@ def test_throughput_benchmark_runs_on_a_tiny_fixture(tmp_path):
     assert 0.0 <= train["data_wait_share"] < 1.0 and train["device"] == "cpu"
     assert result["bottleneck"] in ("data (loader)", "step (compute)")
     assert "bottleneck:" in proc.stdout
+
+
+def test_resumed_accuracy_keeps_other_models_of_the_same_recipe_only(tmp_path):
+    path = tmp_path / "accuracy.json"
+    same, other = ["experiment=camvid_recipe", "seed=42"], ["loss=ce", "seed=42"]
+    path.write_text(
+        json.dumps(
+            {
+                "recipe": {"overrides": same},
+                "runs": {"fcn8s": {"val_miou": 0.5}, "unet": {"val_miou": 0.1}},
+            }
+        )
+    )
+    new = {"unet": {"val_miou": 0.4}}
+    assert merged(path, same, new) == {"fcn8s": {"val_miou": 0.5}, "unet": {"val_miou": 0.4}}
+    assert merged(path, other, new) == new  # another recipe's figures never join the table
+    assert merged(tmp_path / "missing.json", same, new) == new

@@ -67,10 +67,13 @@ REAL_DATA = ["data.batch_size=2", "data.num_workers=0"]
 TWO_JOB_GRID = [
     "hydra.sweeper.params.model=unet",
     "hydra.sweeper.params.backbone='mobilenet,erfnet'",
+    "hydra.sweeper.params.seed=0",
     "profile_runtimes=[pytorch]",
 ]
 OPTUNA = ["hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1"]
 EXPORT_LIMITS = ["parity_images=4", "bench.runs=2", "bench.warmup=1", "bench.batch_sizes=[1]"]
+#: A two-batch model's logits are near ties: INT8 flips more pixels than a trained one's.
+INT8_LIMITS = ["int8.min_agreement=50"]
 PROFILE_LIMITS = ["runs=2", "warmup=1"]
 CAMVID_SPELLINGS = ("../shared/datasets/camvid", "/path/to/CamVid")
 
@@ -196,7 +199,9 @@ def skip_reason(c: Command) -> str | None:
         except ImportError:
             return "needs TensorRT on an NVIDIA GPU (not importable here)"
     gpus = 0
-    if re.search(r"\btrainer=gpu\b|\bdevice=cuda|\btrainer.accelerator=gpu\b", text):
+    if re.search(
+        r"\btrainer=gpu\b|\bdevice=cuda|\btrainer.accelerator=gpu\b|--gpu\b|--full\b", text
+    ):
         gpus = 1
     if c.option("trainer") == "ddp":
         gpus = int(c.option("trainer.devices", "2"))
@@ -207,7 +212,10 @@ def skip_reason(c: Command) -> str | None:
     if c.kind == "segbench import-labelstudio" and not Path(c.argv[2]).exists():
         return f"needs the Label Studio export {c.argv[2]} (tests/test_labelstudio.py builds one)"
     root = c.option("data.root")
-    data = c.option("data", "synthetic")
+    data = _data(c)
+    split = c.option("test_split")
+    if split not in (None, "null") and root in CAMVID_SPELLINGS and not (CAMVID / split).is_dir():
+        return f"needs CamVid's {split} split (not in {CAMVID})"
     if (
         root is None
         and data != "synthetic"
@@ -227,6 +235,20 @@ def _missing_source(c: Command) -> str | None:
     if any(source.startswith(s) for s in CAMVID_SPELLINGS):
         return None if (CAMVID / "train").is_dir() else f"needs CamVid at {CAMVID}"
     return f"needs the user's own frames ({source})"
+
+
+def _data(c: Command) -> str:
+    """The dataset a training command reads (``experiment=camvid_recipe`` sets CamVid)."""
+    default = "camvid" if c.option("experiment") == "camvid_recipe" else "synthetic"
+    return c.option("data", default)
+
+
+def _first_where(kind: str, needle: str) -> int | None:
+    """The first runnable README command of ``kind`` whose text holds ``needle``."""
+    return next(
+        (c.index for c in COMMANDS if c.kind == kind and needle in c.text and not skip_reason(c)),
+        None,
+    )
 
 
 def _first(kind: str) -> int | None:
@@ -333,9 +355,16 @@ def _substitute(c: Command, tmp_factory) -> str:
     text = re.sub(r"(?<=\s)\.\.\.(?=\s|$)", "", text)
     for spelling in CAMVID_SPELLINGS:
         text = text.replace(spelling, str(CAMVID))
+    if "logs/export/runs/<run>/model_int8.onnx" in text:
+        producer = _first_where("export.py", "precision=int8")
+        export = _ok(producer, tmp_factory).find("logs/export/runs/*/model_int8.onnx").parent
+        text = text.replace("logs/export/runs/<run>", str(export))
     if "logs/export/runs/<run>" in text:
         export = _ok(_first("export.py"), tmp_factory).find("logs/export/runs/*/model.onnx").parent
         text = text.replace("logs/export/runs/<run>", str(export))
+    if c.kind == "segbench report" and "logs/arch_comparison/" in text:
+        sweep = _ok(_first_where("train.py -m", "experiment=arch_comparison"), tmp_factory)
+        text = text.replace("logs/arch_comparison/", f"{sweep.workdir}/logs/arch_comparison/")
     if "<time>" in text:
         sweep = _ok(_first("train.py -m"), tmp_factory).find("logs/*/multiruns/*/sweep_status.json")
         text = re.sub(r"(?:logs/train/multiruns/)?<time>", str(sweep.parent), text)
@@ -355,7 +384,7 @@ def _substitute(c: Command, tmp_factory) -> str:
 def _limits(c: Command) -> list[str]:
     kind, text = c.kind, " ".join(c.args())
     if kind in ("train.py", "train.py -m", "make train"):
-        data = c.option("data", "synthetic")
+        data = _data(c)
         extra = TRAIN_LIMITS + (TINY_SYNTHETIC if data == "synthetic" else REAL_DATA)
         if "experiment=arch_comparison" in text:
             extra += TWO_JOB_GRID
@@ -363,7 +392,7 @@ def _limits(c: Command) -> list[str]:
             extra += OPTUNA
         return extra
     if kind == "export.py":
-        return EXPORT_LIMITS
+        return EXPORT_LIMITS + (INT8_LIMITS if c.option("precision") == "int8" else [])
     if kind == "segbench profile":
         return PROFILE_LIMITS
     return []

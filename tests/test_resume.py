@@ -98,8 +98,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, how):
     subprocess.run(_cmd(reference, data), env=env, cwd=ROOT, check=True, capture_output=True)
 
     killed = tmp_path / "killed"
+    slow = "+callbacks.slow._target_=tests.tiny_net.SlowBatches"
     proc = subprocess.Popen(
-        _cmd(killed, data, "+callbacks.slow._target_=tests.tiny_net.SlowBatches"),
+        _cmd(killed, data, slow),
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -119,7 +120,10 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, how):
     assert len(json.loads(metrics_file.read_text())["history"]) < 4
     assert not (killed / "status.json").exists()
 
-    subprocess.run(_cmd(killed, data, how), env=env, cwd=ROOT, check=True, capture_output=True)
+    # The same command again (resume=auto refuses a run whose config changed), resuming.
+    subprocess.run(
+        _cmd(killed, data, slow, how), env=env, cwd=ROOT, check=True, capture_output=True
+    )
     want = json.loads((reference / "metrics.json").read_text())
     got = json.loads(metrics_file.read_text())
     assert [h["epoch"] for h in got["history"]] == [0, 1, 2, 3]

@@ -38,7 +38,8 @@ INT_SETTINGS = (
 )
 #: Numbers: key, bounds (see require_number), may be null, an example.
 NUMBER_SETTINGS = (
-    ("optimizer.lr", {"minimum": 0, "exclusive_min": True}, False, "optimizer.lr=0.001"),
+    # lr=0 is allowed: a run that only evaluates or re-saves loaded weights (init.checkpoint).
+    ("optimizer.lr", {"minimum": 0}, False, "optimizer.lr=0.001"),
     ("optimizer.weight_decay", {"minimum": 0}, True, "optimizer.weight_decay=0.0001"),
     ("optimizer.momentum", {"minimum": 0, "maximum": 1, "exclusive_max": True}, False, "0.9"),
     ("trainer.gradient_clip_val", {"minimum": 0}, True, "trainer.gradient_clip_val=1.0"),

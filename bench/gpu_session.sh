@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# A GPU trip for the figures RESULTS.md quotes from a GPU: training throughput, the CamVid
+# recipe's val mIoU per model, and the GPU runtime table, in one device call.
+#
+#   ../shared/gpu/pack.sh                                   # here, once: wheels + CamVid JPEGs
+#   run(command="bash bench/gpu_session.sh $OUT", carry=[".gpu"], timeout_s=600)
+#   run(command="STAGES=runtimes RT_MODELS='deeplabv3plus fcn' bash bench/gpu_session.sh $OUT", ...)
+#
+# Stages (STAGES, default "throughput accuracy runtimes") run one after another, so no
+# timing shares the GPU with another stage; the accuracy runs (MODELS) train in parallel
+# and share it with each other: each gets the same wall-clock budget (ACC_MINUTES, Lightning
+# max_time), and its images/s is per model while all train. Each stage has a time limit and
+# a failed stage does not stop the next. Measured on one H200 (2026-11-28, torch 2.11):
+# environment 40 s, throughput 80 s, accuracy ACC_MINUTES + ~45 s, runtimes ~120 s a model
+# (two shapes, torch.compile included): the default trip is ~590 s, its runtimes stage
+# reaching the first model only; give the other models a second call.
+#
+# Results land in <out>: session.log, results.tgz (bench/out/*.json + each run's
+# metrics.json, config and log) and best.pt.tgz.part-* (the best weights without optimizer
+# state, for the CPU INT8 benchmark: cat best.pt.tgz.part-* | tar xz).
+#
+# Knobs (environment): EPOCHS (150), MODELS ("erfnet unet deeplabv3plus fcn8s"),
+# ACC_MINUTES (4), RT_MODELS ("unet deeplabv3plus fcn pspnet"), the stage limits
+# T_THROUGHPUT (110 s), T_ACCURACY (ACC_MINUTES + 100 s), T_RUNTIMES (150 s), and extra
+# arguments per stage TP_ARGS (--gpu --steps 100 --warmup 20), ACC_ARGS (--full), RT_ARGS.
+# A CPU rehearsal of the whole trip (about 3 minutes on 2 cores):
+#   SEGBENCH_CAMVID=../shared/datasets/camvid PY=.venv/bin/python \
+#   TP_ARGS="--steps 1 --warmup 1 --batch 2" \
+#   ACC_ARGS="--crop 64 96 --batch 2 trainer.limit_train_batches=2" \
+#   RT_ARGS="--device cpu --train-steps 2 --runs 2 --shapes 1x64x96 --val-batches 1" \
+#   EPOCHS=1 MODELS="erfnet unet" RT_MODELS=unet bash bench/gpu_session.sh /tmp/rehearsal
+set -u
+OUT_DIR=${1:?usage: bash bench/gpu_session.sh <out dir>}
+mkdir -p "$OUT_DIR"
+exec > >(tee "$OUT_DIR/session.log") 2>&1
+EPOCHS=${EPOCHS:-150}
+MODELS=${MODELS:-"erfnet unet deeplabv3plus fcn8s"}
+ACC_MINUTES=${ACC_MINUTES:-4}
+RT_MODELS=${RT_MODELS:-"unet deeplabv3plus fcn pspnet"}
+STAGES=${STAGES:-"throughput accuracy runtimes"}
+T_THROUGHPUT=${T_THROUGHPUT:-110}
+# max_time stops a run; the last validation, checkpoint and metrics.json take ~40 s more.
+T_ACCURACY=${T_ACCURACY:-$((ACC_MINUTES * 60 + 100))}
+T_RUNTIMES=${T_RUNTIMES:-150}
+TP_ARGS=${TP_ARGS:---gpu --steps 100 --warmup 20}
+ACC_ARGS=${ACC_ARGS:---full}
+RT_ARGS=${RT_ARGS:-}
+PY=${PY:-python3}
+stamp() { echo "=== $(date -u +%H:%M:%S) $*"; }
+
+stamp "environment"
+if [ -z "${SEGBENCH_CAMVID:-}" ] && [ -f .gpu/env.sh ]; then  # on the GPU machine
+  # shellcheck disable=SC1091
+  source .gpu/env.sh || { echo "installing .gpu/whl failed"; exit 1; }
+fi
+DATA=${SEGBENCH_CAMVID:?set SEGBENCH_CAMVID (source .gpu/env.sh)}
+nproc
+$PY -c "import segbench.models, hydra, segmentation_models_pytorch, albumentations" || exit 1
+
+stage() { [[ " $STAGES " == *" $1 "* ]]; }
+
+if stage throughput; then
+stamp "throughput (U-Net / MobileNetV2, 360x480, batch 16, trainer=gpu)"
+# shellcheck disable=SC2086
+timeout "$T_THROUGHPUT" $PY -m bench.throughput $TP_ARGS --data-root "$DATA" \
+  --out bench/out/throughput_gpu.json || echo "throughput: exit $?"
+fi
+
+if stage accuracy; then
+stamp "accuracy: $MODELS in parallel, $EPOCHS epochs, guard $ACC_MINUTES min"
+n=$(echo "$MODELS" | wc -w)
+workers=$(( ($(nproc) - n) / n )); [ "$workers" -lt 2 ] && workers=2
+pids=()
+for m in $MODELS; do
+  # shellcheck disable=SC2086
+  timeout "$T_ACCURACY" $PY -m bench.accuracy $ACC_ARGS --models "$m" --epochs "$EPOCHS" \
+    --max-minutes "$ACC_MINUTES" --workers "$workers" --data-root "$DATA" \
+    --out "accuracy_gpu_$m" > "bench/out/accuracy_gpu_$m.log" 2>&1 &
+  pids+=($!)
+done
+wait "${pids[@]}"  # not a bare wait: that would also wait for the log's tee
+pkill -f "train.py" && sleep 2  # a run its time limit cut: nothing else may share the timings
+for m in $MODELS; do grep -E "^$m: |Error|error:" "bench/out/accuracy_gpu_$m.log" | tail -3; done
+fi
+
+if stage runtimes; then
+stamp "GPU runtimes: $RT_MODELS"
+# shellcheck disable=SC2086
+timeout "$T_RUNTIMES" $PY -m bench.gpu_runtimes --models $RT_MODELS --train-steps 60 \
+  --runs 20 --data-root "$DATA" --out "bench/out/gpu_runtimes_${RT_MODELS// /_}.json" $RT_ARGS || echo "gpu_runtimes: exit $?"
+fi
+
+stamp "packing results"
+$PY - <<'PY'
+# Best weights without optimizer state: what the CPU INT8 benchmark needs, at a third the size.
+import glob, torch
+for path in glob.glob("bench/out/accuracy_gpu_*/*/checkpoints/best.ckpt"):
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    keep = {k: ckpt[k] for k in ("state_dict", "hyper_parameters", "epoch", "global_step") if k in ckpt}
+    torch.save(keep, path.replace("best.ckpt", "best.pt"))
+PY
+tar czf "$OUT_DIR/results.tgz" bench/out/*.json bench/out/*.md bench/out/accuracy_gpu_*.log \
+  bench/out/accuracy_gpu_*/*/{metrics.json,config.yaml,train.log,status.json} 2>/dev/null
+tar czf - bench/out/accuracy_gpu_*/*/checkpoints/best.pt 2>/dev/null \
+  | split -b 15M - "$OUT_DIR/best.pt.tgz.part-"
+ls -la "$OUT_DIR"
+stamp "done"
