@@ -11,9 +11,10 @@
 # and share it with each other: each gets the same wall-clock budget (ACC_MINUTES, Lightning
 # max_time), and its images/s is per model while all train. Each stage has a time limit and
 # a failed stage does not stop the next. Measured on one H200 (2026-11-28, torch 2.11):
-# environment 40 s, throughput 80 s, accuracy ACC_MINUTES + ~45 s, runtimes ~120 s a model
-# (two shapes, torch.compile included): the default trip is ~590 s, its runtimes stage
-# reaching the first model only; give the other models a second call.
+# environment 40 s, throughput 80 s, accuracy ACC_MINUTES + ~45 s; the runtimes stage's
+# 170 s covered U-Net (two shapes: 60 training steps, eager, channels_last, CUDA graphs,
+# 17 s of torch.compile per shape) and not the next model: the default trip is ~590 s,
+# so give RT_MODELS beyond the first a call of their own (STAGES=runtimes).
 #
 # Results land in <out>: session.log, results.tgz (bench/out/*.json + each run's
 # metrics.json, config and log) and best.pt.tgz.part-* (the best weights without optimizer
