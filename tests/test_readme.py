@@ -243,21 +243,15 @@ def _data(c: Command) -> str:
     return c.option("data", default)
 
 
-def _first_where(kind: str, needle: str) -> int | None:
-    """The first runnable README command of ``kind`` whose text holds ``needle``."""
-    return next(
-        (c.index for c in COMMANDS if c.kind == kind and needle in c.text and not skip_reason(c)),
-        None,
-    )
-
-
-def _first(kind: str) -> int | None:
-    """The first README command of ``kind`` that runs here (training: one without placeholders)."""
+def _first(kind: str, needle: str = "") -> int | None:
+    """The first README command of ``kind`` (holding ``needle``) that runs here (training: one
+    without placeholders)."""
     return next(
         (
             c.index
             for c in COMMANDS
             if c.kind == kind
+            and needle in c.text
             and skip_reason(c) is None
             and not (kind.startswith("train") and "<" in c.text)
         ),
@@ -355,15 +349,14 @@ def _substitute(c: Command, tmp_factory) -> str:
     text = re.sub(r"(?<=\s)\.\.\.(?=\s|$)", "", text)
     for spelling in CAMVID_SPELLINGS:
         text = text.replace(spelling, str(CAMVID))
-    if "logs/export/runs/<run>/model_int8.onnx" in text:
-        producer = _first_where("export.py", "precision=int8")
-        export = _ok(producer, tmp_factory).find("logs/export/runs/*/model_int8.onnx").parent
-        text = text.replace("logs/export/runs/<run>", str(export))
     if "logs/export/runs/<run>" in text:
-        export = _ok(_first("export.py"), tmp_factory).find("logs/export/runs/*/model.onnx").parent
+        int8 = "model_int8.onnx" in text  # then the export that wrote one
+        producer = _first("export.py", "precision=int8" if int8 else "")
+        model = "model_int8.onnx" if int8 else "model.onnx"
+        export = _ok(producer, tmp_factory).find(f"logs/export/runs/*/{model}").parent
         text = text.replace("logs/export/runs/<run>", str(export))
     if c.kind == "segbench report" and "logs/arch_comparison/" in text:
-        sweep = _ok(_first_where("train.py -m", "experiment=arch_comparison"), tmp_factory)
+        sweep = _ok(_first("train.py -m", "experiment=arch_comparison"), tmp_factory)
         text = text.replace("logs/arch_comparison/", f"{sweep.workdir}/logs/arch_comparison/")
     if "<time>" in text:
         sweep = _ok(_first("train.py -m"), tmp_factory).find("logs/*/multiruns/*/sweep_status.json")

@@ -242,7 +242,10 @@ class StopOnNonFinite(L.Callback):
         self._check_weights(trainer, pl_module, "at the end of the epoch")
 
     def _check_weights(self, trainer: L.Trainer, pl_module: L.LightningModule, when: str) -> None:
-        bad = [n for n, p in pl_module.named_parameters() if not bool(torch.isfinite(p).all())]
+        named = list(pl_module.named_parameters())
+        # one device-to-host copy for all tensors, not one per parameter
+        finite = torch.stack([torch.isfinite(p).all() for _, p in named]).tolist() if named else []
+        bad = [n for (n, _), ok in zip(named, finite, strict=True) if not ok]
         if trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
             self._stop(
                 trainer, f"weights are not finite ({', '.join(bad[:3]) or 'on a rank'})", when
