@@ -1,8 +1,8 @@
 """INT8 on the CPU: accuracy and latency of ONNX Runtime static INT8 against eager fp32, per model.
 
     python -m bench.int8 [--models erfnet unet deeplabv3plus] [--ckpt unet=<best.ckpt> ...]
-        [--epochs 10] [--threads 2] [--runs 30] [--rounds 5] [--train-args ...]
-        [--export-args ...] [--out bench/out/int8]
+        [--epochs 10] [--threads 2] [--runs 30] [--rounds 5] [--processes 3]
+        [--train-args ...] [--export-args ...] [--out bench/out/int8]
 
 For ERFNet, U-Net / MobileNetV2 and DeepLabV3+ / MobileNetV2 (x1.0): a CamVid
 checkpoint (``--ckpt``, else bench-accuracy's ``bench/out/accuracy/<model>``, else
@@ -10,11 +10,15 @@ trained here with bench-accuracy's reduced CPU recipe), then one run of the real
 entry point ``export.py precision=int8 benchmark=true`` per model at batch 1,
 360x480, ``--threads`` threads: model.onnx and model_int8.onnx (calibrated on
 64 train frames), the whole val split scored through PyTorch, ONNX Runtime fp32
-and INT8, and the three timed. Then, in this process, the three are timed again
-interleaved (``--rounds`` rounds, each runtime ``--runs`` runs per round, paired
-ratios per round: a shared machine's drift hits all three alike), and ONNX
-Runtime's profiler splits each graph's time by kernel (what stays fp32, how much
-is depthwise convolution, Resize, layout transposes).
+and INT8, and the three timed. Then the three are timed again interleaved in
+``--processes`` fresh processes (``--rounds`` rounds, each runtime ``--runs``
+runs per round after half a second for the previous runtime's spinning threads
+to park and 2 warm-up runs; paired ratios per round: a shared machine's drift hits
+all three alike; the medians over the processes are reported, since a process's
+memory layout alone moves a runtime by up to ~10 %), all on segbench's steady
+heap (:mod:`segbench.runtimes.heap`), and ONNX Runtime's profiler splits each
+graph's time by kernel (what stays fp32, how much is depthwise convolution,
+Resize, layout transposes).
 
 Writes ``bench/out/int8.json`` and the table ``<out>/int8_table.md``. Targets:
 INT8 <= 0.25x eager fp32 latency, <= 1.0 mIoU point lost on CamVid val.
@@ -28,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench.accuracy import MODELS as TRAIN_MODELS
@@ -40,6 +45,8 @@ MODELS = {
     "deeplabv3plus": "DeepLabV3+ / MobileNetV2",
 }
 TARGET_RATIO, TARGET_DROP = 0.25, 1.0
+#: Seconds between one runtime's block of runs and the next one's (spinning threads park).
+PARK_S = 0.5
 
 
 def run(script: str, overrides: list[str], threads: int, check: bool = True) -> int:
@@ -87,7 +94,11 @@ def interleaved(models: dict, size, rounds: int, runs: int) -> dict:
             time_callable(lambda fn=fn: fn(x), warmup=3, runs=1)
         for _ in range(rounds):
             for name, fn in models.items():
-                per_round[name].append(time_callable(lambda fn=fn: fn(x), 0, runs)["median_ms"])
+                # The previous runtime's idle threads spin for a while (OpenMP, ONNX Runtime's
+                # pool) and take the cores from this one: let them park, then warm up again.
+                time.sleep(PARK_S)
+                timing = time_callable(lambda fn=fn: fn(x), warmup=2, runs=runs)
+                per_round[name].append(timing["median_ms"])
     result = {
         name: {"median_ms": statistics.median(v), "rounds_ms": v} for name, v in per_round.items()
     }
@@ -137,25 +148,56 @@ def kernel_profile(path: Path, size, threads: int, runs: int) -> dict:
     }
 
 
-def measure(name: str, export_dir: Path, args) -> dict:
-    """Interleaved timings and kernel profiles of one exported model."""
+def time_in_this_process(export_dir: Path, threads: int, rounds: int, runs: int) -> dict:
+    """:func:`interleaved` of the eager network, ORT fp32 and ORT INT8 of one export."""
     import torch
 
     from segbench.models import load_network
     from segbench.runtimes.onnx import OnnxModel
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     report = json.loads((export_dir / "export.json").read_text())
     net, _ = load_network(report["ckpt_path"])
-    onnx32, onnx8 = export_dir / "model.onnx", export_dir / "model_int8.onnx"
     models = {
         "eager": net,
-        "onnxruntime": OnnxModel(onnx32, threads=args.threads).logits,
-        "onnxruntime_int8": OnnxModel(onnx8, threads=args.threads).logits,
+        "onnxruntime": OnnxModel(export_dir / "model.onnx", threads=threads).logits,
+        "onnxruntime_int8": OnnxModel(export_dir / "model_int8.onnx", threads=threads).logits,
     }
-    size = report["onnx"]["input"]["shape"][2:] if report["onnx"]["static_reason"] else [360, 480]
+    return interleaved(models, [360, 480], rounds, runs)
+
+
+def measure(name: str, export_dir: Path, args) -> dict:
+    """Interleaved timings (in ``--processes`` fresh processes) and kernel profiles.
+
+    A process's own memory layout moves every runtime's time by up to ~10 % from one
+    process to the next on this VM; the figures are the medians over the processes,
+    each process's INT8 / eager ratio kept beside them.
+    """
+    processes = []
+    for _ in range(args.processes):
+        command = [
+            sys.executable, "-m", "bench.int8", "--time-only", str(export_dir),
+            "--threads", str(args.threads), "--rounds", str(args.rounds), "--runs", str(args.runs),
+        ]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        out = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        ).stdout
+        processes.append(json.loads(out.splitlines()[-1]))
+    merged = {
+        runtime: {
+            "median_ms": statistics.median(p[runtime]["median_ms"] for p in processes),
+            "over_eager": statistics.median(p[runtime]["over_eager"] for p in processes),
+            "processes_ms": [p[runtime]["median_ms"] for p in processes],
+            "processes_over_eager": [p[runtime]["over_eager"] for p in processes],
+            "rounds_ms": [p[runtime]["rounds_ms"] for p in processes],
+        }
+        for runtime in processes[0]
+    }
+    size = [360, 480]
+    onnx32, onnx8 = export_dir / "model.onnx", export_dir / "model_int8.onnx"
     return {
-        "interleaved": interleaved(models, size, args.rounds, args.runs),
+        "interleaved": merged,
         "kernels": {
             "onnxruntime": kernel_profile(onnx32, size, args.threads, args.runs),
             "onnxruntime_int8": kernel_profile(onnx8, size, args.threads, args.runs),
@@ -231,7 +273,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT / "int8")
     parser.add_argument("--train-args", nargs="*", default=[], help="extra train.py overrides")
     parser.add_argument("--export-args", nargs="*", default=[], help="extra export.py overrides")
+    parser.add_argument("--processes", type=int, default=3, help="fresh processes timing")
+    parser.add_argument("--time-only", type=Path, help=argparse.SUPPRESS)  # one process's timing
     args = parser.parse_args()
+    if args.time_only:
+        timing = time_in_this_process(args.time_only, args.threads, args.rounds, args.runs)
+        print(json.dumps(timing))
+        return
     args.ckpt = dict(item.split("=", 1) for item in args.ckpt)
     args.out = args.out.resolve()
 
@@ -270,6 +318,7 @@ def main() -> None:
                 "threads": args.threads,
                 "runs": args.runs,
                 "rounds": args.rounds,
+                "processes": args.processes,
                 "train_args": args.train_args,
                 "export_args": args.export_args,
                 "targets": {"int8_over_eager": TARGET_RATIO, "miou_drop_points": TARGET_DROP},

@@ -188,6 +188,39 @@ def test_ohem_keeps_the_hand_computed_pixels(thresh, min_kept, kept):
     assert torch.allclose(loss, expected, atol=1e-6), (loss, expected)
 
 
+def _ohem_reference(logits, target, thresh, min_kept, weight=None):
+    """PIDNet's OhemCrossEntropy as written there: boolean indexing, sort, threshold."""
+    pixel = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE, reduction="none")
+    valid = (target != IGNORE).flatten()
+    prob = logits.softmax(1).gather(1, target.clamp(max=logits.shape[1] - 1).unsqueeze(1))
+    prob, order = prob.flatten()[valid].sort()
+    threshold = max(prob[min(min_kept, prob.numel() - 1)].item(), thresh)
+    kept = pixel.flatten()[valid][order][prob < threshold]
+    return kept.mean() if kept.numel() else logits.sum() * 0.0
+
+
+@pytest.mark.parametrize(("thresh", "min_kept"), [(0.7, 50), (0.3, 10), (0.9, 0), (0.7, 10**6)])
+def test_ohem_selects_the_pixels_of_the_indexing_reference(thresh, min_kept):
+    gen = torch.Generator().manual_seed(min_kept)
+    logits = torch.randn(2, 3, 12, 10, generator=gen) * 2
+    target = torch.randint(0, 3, (2, 12, 10), generator=gen)
+    target[torch.rand(2, 12, 10, generator=gen) < 0.2] = IGNORE
+    weight = torch.tensor([1.0, 2.0, 0.5])
+    got = OhemCrossEntropy(IGNORE, thresh, min_kept, class_weights=weight.tolist())(logits, target)
+    torch.testing.assert_close(got, _ohem_reference(logits, target, thresh, min_kept, weight))
+
+
+def test_ohem_reads_nothing_back_to_the_host():
+    """On the meta device any data-dependent shape or host read raises: the loss has none,
+    so a GPU training step is never stalled waiting for it."""
+    loss = OhemCrossEntropy(IGNORE, thresh=0.7, min_kept=20, class_weights=[1, 2, 0.5]).to("meta")
+    logits = torch.randn(2, 3, 8, 8, device="meta", requires_grad=True)
+    target = torch.randint(0, 3, (2, 8, 8), device="meta")
+    out = loss(logits, target)
+    out.backward()
+    assert out.shape == () and logits.grad.shape == logits.shape
+
+
 def test_ohem_class_weights_scale_each_pixel_and_nothing_kept_is_zero():
     logits, target, _ = _ohem_batch()
     loss = OhemCrossEntropy(IGNORE, thresh=0.7, min_kept=1, class_weights=[2.0, 1.0])

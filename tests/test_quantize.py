@@ -183,9 +183,18 @@ def test_int8_export_records_calibration_and_what_stays_fp32(int8_export):
     # 8 frames evenly spread over CamVid's 367 train frames (not the first 8).
     assert calib["split"] == "train" and calib["images"] == 8 and calib["batch_size"] == 4
     assert calib["indices"][0] == 0 and calib["indices"][-1] == 366
-    # Every convolution runs as an integer kernel; only the input padding stays float.
+    # Every convolution runs as an integer kernel; only the bilinear resize of the logits
+    # stays float (360x480 needs no padding to 4 in the static INT8 graph).
     assert int8["int8_kernels"]["com.microsoft:QLinearConv"] == 3
-    assert "Pad" in int8["fp32_kernels"] and not any("Conv" in k for k in int8["fp32_kernels"])
+    assert set(int8["fp32_kernels"]) == {"Resize"}
+    # Quantised from the deploy form, at the calibration size: the 11-class head in
+    # whole GEMM blocks of 16, checked against the network in fp32 first.
+    graph = int8["graph"]
+    assert graph["deploy_form"] == [
+        "head: Conv2d to 11 classes -> 16 channels (zero filters), the first kept"
+    ]
+    assert graph["deploy_form_max_abs_diff"] < 1e-4
+    assert graph["input"]["shape"] == ["batch", 3, 360, 480] and graph["static_reason"]
     assert int8["accepted"] and len(int8["attempts"]) == 1 and int8["excluded_nodes"] == []
 
 
@@ -274,9 +283,10 @@ def test_int8_loss_is_traced_to_a_layer_and_repaired(camvid_checkpoints, tmp_pat
     first, *repairs = int8["attempts"]
     # All-INT8 rounds the head's weights away: far off PyTorch.
     assert not first["parity_passed"] and first["miou_delta_points"] < -1.0
-    # The ranking names the head (by its PyTorch module name), worst SQNR drop first.
-    assert int8["layers"][0]["module"] == "head" and int8["layers"][0]["drop_db"] > 10
-    assert repairs[0]["fp32_layers"] == ["head"] and int8["accepted"]
+    # The ranking names the head (by its PyTorch module name in the deploy form, where it
+    # is computed in 16 channels), worst SQNR drop first.
+    assert int8["layers"][0]["module"] == "head.conv" and int8["layers"][0]["drop_db"] > 10
+    assert repairs[0]["fp32_layers"] == ["head.conv"] and int8["accepted"]
     assert any("conv2d_2" in n for n in int8["excluded_nodes"])
     assert abs(report["accuracy"]["miou_delta_points"]["onnxruntime_int8"]) <= 1.0
     assert report["parity"]["onnxruntime_int8"]["passed"]

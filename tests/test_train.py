@@ -1,5 +1,6 @@
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ from tests.conftest import ROOT, compose_config
 
 from segbench.evaluation.evaluate import evaluate
 from segbench.models import load_network
+from segbench.training.module import SegmentationModule
 from segbench.training.train import train
 
 
@@ -108,3 +110,58 @@ def test_experiment_logger_settings_without_the_logger_are_ignored(train_cfg, tm
     train(cfg)
     assert "logger.wandb has settings but no _target_" in caplog.text
     assert (tmp_path / "csv").is_dir()
+
+
+class HostReads:
+    """Counts tensor values read back to Python: each one waits for a GPU's queue to drain.
+
+    torch.optim's own reads are not counted: its step counters stay on the host even
+    for CUDA parameters (Adam and SGD without ``capturable``), so they wait for nothing.
+    """
+
+    METHODS = ("item", "tolist", "__bool__", "__float__", "__int__")
+
+    def __init__(self, monkeypatch) -> None:
+        self.count = 0
+        for name in self.METHODS:
+            original = getattr(torch.Tensor, name)
+
+            def counted(tensor, *args, _original=original, **kwargs):
+                caller = sys._getframe(1).f_code.co_filename
+                if f"torch{os.sep}optim{os.sep}" not in caller:
+                    self.count += 1
+                return _original(tensor, *args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+
+def _reads_per_step(train_cfg, monkeypatch, *overrides: str) -> float:
+    """Host reads per training step: a 9-step epoch minus a 3-step one, over 6 steps."""
+    counts = []
+    for steps in (3, 9):
+        cfg = train_cfg(
+            "loss=ohem", f"trainer.limit_train_batches={steps}", "trainer.limit_val_batches=1",
+            "trainer.num_sanity_val_steps=0", "data.batch_size=2", *overrides,
+        )  # fmt: skip
+        with monkeypatch.context() as mp:
+            reads = HostReads(mp)
+            train(cfg)
+        counts.append(reads.count)
+    return (counts[1] - counts[0]) / 6
+
+
+def test_a_training_step_reads_nothing_back_on_an_accelerator(train_cfg, monkeypatch):
+    """On a GPU, a read of a tensor value waits for the step: the loss (OHEM), the divergence
+    check and the progress bar read nothing between the logger's every-50-step reads.
+    Here on the CPU (where reads are free and happen every step) the accelerator's choices
+    are forced: the module's and the divergence check's."""
+    every_step = _reads_per_step(train_cfg, monkeypatch, "trainer.log_every_n_steps=1")
+    assert every_step >= 2  # the divergence check and the bar's train/loss, at least
+    monkeypatch.setattr(SegmentationModule, "_host_reads_are_free", lambda self: False)
+    deferred = _reads_per_step(
+        train_cfg,
+        monkeypatch,
+        "callbacks.stop_on_non_finite.sync_every=50",
+        "trainer.log_every_n_steps=50",
+    )
+    assert deferred == 0

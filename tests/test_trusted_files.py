@@ -250,6 +250,22 @@ def test_diverged_run_stops_at_the_first_nan_and_marks_nothing_best(tmp_path, da
     assert len([r for r in rows if r.get("train/loss_step")]) < 4  # stopped within epoch 0
 
 
+def test_deferred_loss_checks_still_name_the_first_bad_step(tmp_path, data_dir):
+    """On a GPU the losses are read back every 50 steps, not every step (a read drains the
+    GPU's queue); the run still stops before any checkpoint and names the first bad step."""
+    out = tmp_path / "run"
+    proc = train(
+        out, data_dir, "optimizer=sgd", "optimizer.lr=1e12", "trainer.max_epochs=2",
+        "callbacks.stop_on_non_finite.sync_every=50",
+    )  # fmt: skip
+    error = user_error(proc, "training diverged", "no checkpoint was written")
+    step = int(re.search(r"train/loss is (?:nan|inf|-inf) at step (\d+) ", error).group(1))
+    rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
+    bad = [int(r["step"]) for r in rows if r.get("train/loss_step") in ("nan", "inf", "-inf")]
+    assert bad and step == bad[0]
+    assert not list((out / "checkpoints").glob("*.ckpt"))
+
+
 @pytest.mark.slow
 def test_late_divergence_keeps_the_good_checkpoints(tmp_path, data_dir):
     out = tmp_path / "run"

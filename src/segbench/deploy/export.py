@@ -62,7 +62,11 @@ def export(cfg: DictConfig) -> dict:
             fix=f"use H, W >= {net.min_size}",
         )
     report, models = write_models(cfg, net, hparams, datamodule, input_size, out)
-    int8 = Int8Export(cfg, out / "model.onnx", datamodule, input_size) if wants_int8(cfg) else None
+    int8 = (
+        Int8Export(cfg, net, out / "model.onnx", datamodule, input_size)
+        if wants_int8(cfg)
+        else None
+    )
     if int8:
         models["onnxruntime_int8"] = int8.model
         report["files"] |= int8.files()

@@ -1,7 +1,8 @@
-"""``export.py format=onnx precision=int8``: ONNX Runtime static INT8 of the exported graph.
+"""``export.py format=onnx precision=int8``: ONNX Runtime static INT8 of the network.
 
-``model_int8.onnx`` (QDQ) is calibrated on ``calibration.images`` frames of
-``calibration.split`` (the training split; the scored split is refused), checked
+``model_int8.onnx`` (QDQ) is quantised from the network's deploy form at a static
+H/W (:func:`segbench.runtimes.int8_graph.export_source`), calibrated on
+``calibration.images`` frames of ``calibration.split`` (the training split; the scored split is refused), checked
 for parity and scored like the fp32 graph. Where it loses more than
 ``int8.max_miou_drop`` mIoU points (or fails parity), the layers are ranked by
 the SQNR INT8 costs them (on calibration frames) and the graph is re-quantised
@@ -22,6 +23,7 @@ from segbench.deploy.parity import parity
 from segbench.errors import ConfigError
 from segbench.runtimes.calibration import CalibrationBatches, ort_reader
 from segbench.runtimes.int8 import Int8Settings, kernel_precision, preprocess, quantize
+from segbench.runtimes.int8_graph import export_source
 from segbench.runtimes.int8_layers import exclusion, rank_layers
 from segbench.runtimes.latency import time_callable
 from segbench.runtimes.onnx import OnnxModel
@@ -60,13 +62,14 @@ class Int8Export:
 
     Args:
         cfg: The export config (``calibration``, ``int8``, ``split``, ...).
+        net: The trained network (its deploy form is what is quantised).
         onnx_path: The fp32 ``model.onnx``; ``model_int8.onnx`` and its calibration
-            cache ``model_int8.calib.json`` go beside it.
+            cache ``model_int8.calib.json`` go beside it, with its metadata.
         datamodule: Gives the calibration split.
-        input_size: ``(H, W)`` the calibration frames are resized to.
+        input_size: ``(H, W)`` of the INT8 graph; the calibration frames are resized to it.
     """
 
-    def __init__(self, cfg: DictConfig, onnx_path: Path, datamodule, input_size) -> None:
+    def __init__(self, cfg: DictConfig, net, onnx_path: Path, datamodule, input_size) -> None:
         self.cfg, self.settings = cfg, check_int8(cfg)
         self.path = onnx_path.with_name("model_int8.onnx")
         self.cache = onnx_path.with_name("model_int8.calib.json")
@@ -74,6 +77,10 @@ class Int8Export:
         self._tmp = tempfile.TemporaryDirectory(prefix="segbench-int8-")
         self.work = Path(self._tmp.name)
         self.pre = self.work / "model_pre.onnx"
+        source = self.work / "model_deploy_fp32.onnx"
+        graph = export_source(
+            net, source, input_size, cfg.exporter, cfg.opset, _metadata(onnx_path)
+        )
         calib = cfg.calibration
         self.batches = CalibrationBatches(
             datamodule.get_split(calib.split),
@@ -92,7 +99,13 @@ class Int8Export:
                 "input_size": list(self.batches.input_size),
                 "cache": str(self.cache),
             },
-            "preprocess": preprocess(onnx_path, self.pre),
+            "graph": {
+                "deploy_form": graph["deploy_form"],
+                "deploy_form_max_abs_diff": graph["deploy_form_max_abs_diff"],
+                "input": graph["input"],
+                "static_reason": graph["static_reason"],
+            },
+            "preprocess": preprocess(source, self.pre),
             "quantize_s": round(
                 time_callable(
                     lambda: quantize(
@@ -238,6 +251,14 @@ def _copy_accuracy(acc: dict | None) -> dict | None:
 def _fine(attempt: dict, limit: float) -> bool:
     delta = attempt["miou_delta_points"]
     return attempt["parity_passed"] and (delta is None or -delta <= limit)
+
+
+def _metadata(onnx_path: Path) -> dict[str, str]:
+    """The metadata (mean, std, class names, input convention) of the fp32 graph."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
 
 
 def _file(path: Path) -> dict:

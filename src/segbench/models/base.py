@@ -35,8 +35,10 @@ class SegmentationNetwork(nn.Module):
         h, w = x.shape[-2:]
         pad_h = (self.pad_multiple - h % self.pad_multiple) % self.pad_multiple
         pad_w = (self.pad_multiple - w % self.pad_multiple) % self.pad_multiple
-        # Zero is the dataset mean after normalisation: the least surprising fill.
-        x = F.pad(x, (0, pad_w, 0, pad_h))
+        # Zero is the dataset mean after normalisation: the least surprising fill. A size
+        # known to need none (not a symbolic export size) gets no pad: no copy, no graph op.
+        if not (isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == pad_w == 0):
+            x = F.pad(x, (0, pad_w, 0, pad_h))
         return self.forward_padded(x)[..., :h, :w]
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segbench.models.base import SegmentationNetwork
+from segbench.models.deploy import SubPixelConvTranspose2d, affine_conv, bn_scale_shift, fold_bn
 from segbench.models.weights import load_encoder_weights
 
 BN_EPS = 1e-3
@@ -21,8 +22,31 @@ class DownsamplerBlock(nn.Module):
         self.pool = nn.MaxPool2d(2, stride=2)
         self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS)
 
+    deploy_note = "BatchNorm folded into the conv branch and a depthwise 1x1 on the pool branch"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(torch.cat([self.conv(x), self.pool(x)], 1)))
+
+    def deploy_form(self) -> nn.Module:
+        """The same function with the BatchNorm folded into each branch (see models.deploy)."""
+        n = self.conv.out_channels
+        scale, shift = bn_scale_shift(self.bn)
+        conv = nn.Conv2d(self.conv.in_channels, n, 3, stride=2, padding=1)
+        weight, bias = fold_bn(self.conv.weight, self.conv.bias, scale[:n], shift[:n])
+        conv.weight.data.copy_(weight)
+        conv.bias.data.copy_(bias)
+        return _DeployedDownsampler(conv, self.pool, affine_conv(scale[n:], shift[n:]))
+
+
+class _DeployedDownsampler(nn.Module):
+    """concat(ReLU(conv'), ReLU(affine(pool))): DownsamplerBlock with its BatchNorm folded."""
+
+    def __init__(self, conv: nn.Conv2d, pool: nn.MaxPool2d, affine: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv, self.pool, self.affine = conv, pool, affine
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.relu(self.conv(x)), F.relu(self.affine(self.pool(x)))], 1)
 
 
 class NonBottleneck1d(nn.Module):
@@ -61,8 +85,14 @@ class UpsamplerBlock(nn.Module):
         )
         self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS)
 
+    deploy_note = "sub-pixel Conv2d (BatchNorm folded) + depth-to-space, ReLU"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)))
+
+    def deploy_form(self) -> nn.Module:
+        """The same function without a transposed convolution (see models.deploy)."""
+        return nn.Sequential(SubPixelConvTranspose2d(self.conv, self.bn), nn.ReLU())
 
 
 class ErfnetEncoder(nn.Sequential):

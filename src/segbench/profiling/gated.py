@@ -21,8 +21,9 @@ from segbench.errors import ConfigError
 from segbench.runtimes import RuntimeSpec
 from segbench.runtimes.calibration import CalibrationBatches, ort_reader
 from segbench.runtimes.int8 import Int8Settings, kernel_precision, preprocess, quantize
+from segbench.runtimes.int8_graph import export_source
 from segbench.runtimes.latency import NOISY_SPREAD, Runtime, latency_table, time_callable
-from segbench.runtimes.onnx import OnnxModel, export_onnx, runtime_tags
+from segbench.runtimes.onnx import OnnxModel, runtime_tags
 from segbench.runtimes.parity import MIN_AGREEMENT, agreement, fit_batch, street_frames
 from segbench.runtimes.pytorch import eager_logits, fast_path_logits
 
@@ -153,7 +154,7 @@ def _int8_session(net, input_size, calibration_images) -> tuple:
     )
     with tempfile.TemporaryDirectory(prefix="segbench-int8-") as tmp:
         fp32, pre, int8 = (Path(tmp) / n for n in ("model.onnx", "pre.onnx", "int8.onnx"))
-        info = export_onnx(copy.deepcopy(net).cpu().float().eval(), fp32, input_size)
+        info = export_source(copy.deepcopy(net), fp32, input_size)
         preprocess(fp32, pre)
         quantize(pre, int8, ort_reader(batches), settings, Path(tmp) / "calib.json")
         model = OnnxModel(int8, threads=torch.get_num_threads())
@@ -161,6 +162,7 @@ def _int8_session(net, input_size, calibration_images) -> tuple:
     tags = {
         **runtime_tags(model),
         "onnx_dynamic_hw": info["dynamic"]["height"],
+        "deploy_form": info["deploy_form"],
         "int8": {
             **settings.record(),
             "calibration_images": len(frames),

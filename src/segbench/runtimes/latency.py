@@ -4,7 +4,10 @@
 any set of :class:`Runtime` (eager PyTorch, ONNX Runtime, TensorRT) at the same
 inputs, and every latency figure (profiles, exports, sweeps, logger summaries)
 comes from it. Each figure carries its spread over rounds, a ``noisy`` flag
-(spread above :data:`NOISY_SPREAD`) and the machine load it was measured under.
+(spread above :data:`NOISY_SPREAD`), the machine load it was measured under and
+the heap (:mod:`segbench.runtimes.heap`: freed memory is kept in the process, so
+eager PyTorch on the CPU is not timed paying page faults that ONNX Runtime's
+arena never pays).
 """
 
 import logging
@@ -16,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from segbench.runtimes.heap import steady_heap
 from segbench.runtimes.pytorch import DTYPES
 
 log = logging.getLogger(__name__)
@@ -53,9 +57,10 @@ def time_callable(
         ``median_ms`` (median of round medians), ``p90_ms``, ``mean_ms``, ``min_ms``,
         ``max_ms``, ``iqr_ms`` (over every call), ``runs``, ``rounds``,
         ``round_medians_ms``, ``rel_spread`` ((max - min) of the round medians /
-        median; None with one round), ``noisy``, ``noisy_threshold`` and the load
-        (:func:`machine_load`).
+        median; None with one round), ``noisy``, ``noisy_threshold``, the load
+        (:func:`machine_load`) and ``heap`` (:func:`segbench.runtimes.heap.steady_heap`).
     """
+    heap = steady_heap()
     runs = max(1, int(runs))
     for _ in range(warmup):
         fn()
@@ -74,7 +79,11 @@ def time_callable(
         medians.append(statistics.median(batch))
         times += batch
     cpu_cores = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
-    return {**_summary(times, medians, noisy_threshold), **machine_load(cpu_cores)}
+    return {
+        **_summary(times, medians, noisy_threshold),
+        **machine_load(cpu_cores),
+        "heap": heap,
+    }
 
 
 def _summary(times: list[float], medians: list[float], threshold: float) -> dict:

@@ -152,13 +152,14 @@ def export_onnx(
     exporter: str = "dynamo",
     opset: int = 18,
     metadata: dict[str, str] | None = None,
+    why_static: str = "dynamic=false was requested",
 ) -> dict:
     """Writes ``net`` (eval mode) to one ONNX file and says which shapes are dynamic.
 
     The batch is always dynamic. H and W are dynamic unless ``dynamic`` is
-    false, :func:`static_shape_reason` names an op that forbids it, the dynamic
-    export fails, or the dynamic graph disagrees with PyTorch at a second,
-    differently padded size (a probe that catches silent shape specialisation);
+    false (``why_static`` says why), :func:`static_shape_reason` names an op
+    that forbids it, the dynamic export fails, or the dynamic graph disagrees
+    with PyTorch at a second, differently padded size (a probe that catches silent shape specialisation);
     then the graph is exported again with H, W fixed at ``input_size`` and the
     reason is returned.
 
@@ -173,7 +174,7 @@ def export_onnx(
     path, net = Path(path), net.eval()
     example = torch.randn(1, 3, *input_size, generator=torch.Generator().manual_seed(0))
     start = time.perf_counter()
-    reason = static_shape_reason(net) if dynamic else "dynamic=false was requested"
+    reason = static_shape_reason(net) if dynamic else why_static
     if reason is None:
         try:
             _torch_export(net, path, example, exporter, opset, dynamic_hw=True)

@@ -211,24 +211,44 @@ class DivergedError(SegbenchError, FloatingPointError):
 class StopOnNonFinite(L.Callback):
     """Stops training at the first non-finite training loss, weights or validation loss.
 
-    Checked after every training step, before validation (weights) and after it
-    (``val/loss``), so it fires before Lightning's checkpoint callbacks run in that
-    step: no checkpoint of diverged weights is written or marked best, and
-    ``metrics.json`` keeps pointing at the last good ones. Under DDP the ranks
-    decide together, so none is left waiting.
+    Every step's loss is checked; the losses are read back to the host every
+    ``sync_every`` steps (default: every step on the CPU, every 50 on an
+    accelerator, where a read drains the GPU's queue) and always before
+    validation and at the end of each epoch, so it fires before Lightning's
+    checkpoint callbacks run: no checkpoint of diverged weights is written or
+    marked best, ``metrics.json`` keeps pointing at the last good ones, and the
+    error names the first bad step. Under DDP the ranks decide together, so none
+    is left waiting.
     """
+
+    def __init__(self, sync_every: int | None = None) -> None:
+        self.sync_every = sync_every
+        self._pending: list[tuple[int, int, torch.Tensor]] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        bad = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all())
-        if trainer.strategy.reduce_boolean_decision(bad, all=False):
-            value = f"{loss.item():g}" if isinstance(loss, torch.Tensor) else "non-finite"
-            # the step as metrics.csv numbers it (the optimizer step has been counted)
-            step = max(trainer.global_step - 1, 0)
-            self._stop(trainer, f"train/loss is {value}", f"batch {batch_idx}", step)
+        if not isinstance(loss, torch.Tensor):
+            return
+        # the step as metrics.csv numbers it (the optimizer step has been counted)
+        self._pending.append((max(trainer.global_step - 1, 0), batch_idx, loss.detach()))
+        every = self.sync_every or (1 if loss.device.type == "cpu" else 50)
+        if len(self._pending) >= every:
+            self._check_losses(trainer)
+
+    def _check_losses(self, trainer) -> None:
+        pending, self._pending = self._pending, []
+        flags = [torch.isfinite(loss).all() for *_, loss in pending]
+        finite = torch.stack(flags).tolist() if flags else []  # one read for all of them
+        first = next((i for i, ok in enumerate(finite) if not ok), None)
+        if trainer.strategy.reduce_boolean_decision(first is not None, all=False):
+            if first is None:
+                self._stop(trainer, "train/loss is non-finite on another rank", "training")
+            step, batch_idx, loss = pending[first]
+            self._stop(trainer, f"train/loss is {loss.item():g}", f"batch {batch_idx}", step)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
+            self._check_losses(trainer)
             self._check_weights(trainer, pl_module, "before validation")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -239,6 +259,7 @@ class StopOnNonFinite(L.Callback):
             self._stop(trainer, f"val/loss is {float(loss):g}", "validation")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_losses(trainer)
         self._check_weights(trainer, pl_module, "at the end of the epoch")
 
     def _check_weights(self, trainer: L.Trainer, pl_module: L.LightningModule, when: str) -> None:

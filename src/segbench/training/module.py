@@ -65,15 +65,26 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
         loss = self.loss(logits, target_like(batch["mask"], logits))
-        self.log(
-            "train/loss",
-            loss,
-            on_step=True,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=batch["image"].shape[0],
-        )
+        size, free = batch["image"].shape[0], self._host_reads_are_free()
+        # A progress-bar value is read back to the host after every step (Lightning converts
+        # it), which on a GPU waits for the step to finish; there the bar shows the epoch's
+        # mean loss instead, read once per epoch.
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=free, batch_size=size)
+        if not free:
+            self.log(
+                "loss",
+                loss,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=True,
+                logger=False,
+                batch_size=size,
+            )
         return loss
+
+    def _host_reads_are_free(self) -> bool:
+        """Whether reading a value back costs nothing (on the CPU; on a GPU it waits)."""
+        return self.device.type == "cpu"
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_confmat)

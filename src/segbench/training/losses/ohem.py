@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segbench.errors import ConfigError
-from segbench.training.losses.common import _no_labels, _weights
+from segbench.training.losses.common import _weights
 
 
 class OhemCrossEntropy(nn.Module):
@@ -53,6 +53,10 @@ class OhemCrossEntropy(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The mean cross-entropy of the kept pixels.
 
+        Computed with fixed-shape tensors only (masks instead of boolean indexing,
+        the k-th probability gathered at a tensor index): no value is read back to
+        the host, so a GPU step is not stalled by the loss.
+
         Args:
             logits: ``(N, C, H, W)``.
             target: ``(N, H, W)`` class ids or ``ignore_index``.
@@ -61,21 +65,16 @@ class OhemCrossEntropy(nn.Module):
             A scalar; zero (with a gradient path) when no pixel is labelled or none
             falls below the threshold (every labelled pixel is confidently right).
         """
-        zero = _no_labels(logits, target, self.ignore_index)
-        if zero is not None:
-            return zero
-        pixel_loss = F.cross_entropy(
-            logits, target, weight=self.weight, ignore_index=self.ignore_index, reduction="none"
-        ).flatten()
-        valid = (target != self.ignore_index).flatten()
+        valid = target != self.ignore_index
+        safe = target.masked_fill(~valid, 0)  # ignored pixels look up class 0, then drop out
+        pixel_loss = F.cross_entropy(logits, safe, weight=self.weight, reduction="none")
         with torch.no_grad():
-            # Ignored pixels look up class 0 here; they are dropped by `valid` before ranking.
-            safe = target.masked_fill(target == self.ignore_index, 0)
-            prob = logits.float().softmax(1).gather(1, safe.unsqueeze(1)).flatten()[valid]
-            prob_sorted, order = prob.sort()
-            kth = prob_sorted[min(self.min_kept, prob_sorted.numel() - 1)]
-            threshold = torch.clamp(kth, min=self.thresh)
-            kept = order[prob_sorted < threshold]
-        if kept.numel() == 0:
-            return logits.sum() * 0.0
-        return pixel_loss[valid][kept].mean()
+            prob = logits.float().softmax(1).gather(1, safe.unsqueeze(1)).squeeze(1)
+            # Ignored pixels rank after every labelled one (probabilities are <= 1).
+            prob = prob.masked_fill(~valid, 2.0).flatten()
+            count = valid.sum()
+            index = torch.clamp(count - 1, min=0).clamp(max=self.min_kept).reshape(1)
+            kth = prob.sort().values.gather(0, index)
+            keep = valid.flatten() & (prob < torch.clamp(kth, min=self.thresh))
+        kept = keep.to(pixel_loss.dtype)
+        return (pixel_loss.flatten() * kept).sum() / kept.sum().clamp(min=1.0)

@@ -35,16 +35,23 @@ class CrossEntropyLoss(nn.Module):
         self.register_buffer("weight", _weights(class_weights), persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        zero = _no_labels(logits, target, self.ignore_index)
-        if zero is not None:
-            return zero
-        return F.cross_entropy(
+        # PyTorch's weighted mean (the sum over the labelled pixels / their total weight),
+        # with the division written out: an all-ignored batch gives zero with a gradient
+        # path, and nothing is read back to the host to find out (a GPU step never waits).
+        total = F.cross_entropy(
             logits,
             target,
             weight=self.weight,
             ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing,
+            reduction="sum",
         )
+        valid = target != self.ignore_index
+        if self.weight is None:
+            weight = valid.sum()
+        else:
+            weight = (self.weight[target.masked_fill(~valid, 0)] * valid).sum()
+        return total / weight.clamp(min=torch.finfo(total.dtype).tiny)
 
 
 class DiceLoss(smp.losses.DiceLoss):
