@@ -186,13 +186,13 @@ def _cache(path, ranges: dict) -> str:
 
 
 def _concat_graph():
-    """a -> Transpose -> t; b; concat(t, b) -> c; and a MaxPool on the graph input x."""
+    """relu(x) = a -> Transpose -> t; -x = b; concat(t, b) -> c; a MaxPool on the input x."""
     from onnx import TensorProto, helper
 
     nodes = [
         helper.make_node("Relu", ["x"], ["a"], name="relu"),
         helper.make_node("Transpose", ["a"], ["t"], name="move", perm=[0, 1, 2, 3]),
-        helper.make_node("Relu", ["x"], ["b"], name="relu_b"),
+        helper.make_node("Neg", ["x"], ["b"], name="neg"),
         helper.make_node("Concat", ["t", "b"], ["c"], name="cat", axis=1),
         helper.make_node("MaxPool", ["x"], ["p"], name="pool", kernel_shape=[2, 2]),
     ]
@@ -218,4 +218,10 @@ def test_concat_tensors_share_a_range_only_where_it_costs_at_most_a_bit(tmp_path
     # A ReLU'd [0, 6] beside a signed [-14, 14]: sharing would cost it two bits; left alone.
     far = _cache(tmp_path / "far.json", {"a": (0, 6), "t": (0, 6), "b": (-14, 14), "c": (-14, 14)})
     assert shared_ranges(graph, far) == {}
+    # Within 2x, but a ReLU output's range may not go below 0: the quantiser folds the
+    # ReLU into it, and a negative low would drop the ReLU from the integer graph.
+    signed = _cache(
+        tmp_path / "signed.json", {"a": (0, 4), "t": (0, 4), "b": (-3, 3), "c": (-3, 4)}
+    )
+    assert shared_ranges(graph, signed) == {}
     assert input_pools(graph) == ["pool"]

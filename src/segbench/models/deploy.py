@@ -1,7 +1,7 @@
 """Deploy form: the same function in layers that integer runtimes run end to end.
 
 ONNX Runtime's CPU provider runs convolutions, additions, concatenation and
-pooling in int8, in NHWC layout; three things in the zoo fall outside that set
+pooling in int8, in NHWC layout; four things in the zoo fall outside that set
 and cost an INT8 graph a float island with a layout change on each side:
 
 - ``ConvTranspose2d`` (no int8 kernel): rewritten as its sub-pixel form, a
