@@ -45,6 +45,8 @@ MODELS = {
     "deeplabv3plus": "DeepLabV3+ / MobileNetV2",
 }
 TARGET_RATIO, TARGET_DROP = 0.25, 1.0
+#: H, W every model is exported, scored and timed at.
+SIZE = [360, 480]
 #: Seconds between one runtime's block of runs and the next one's (spinning threads park).
 PARK_S = 0.5
 
@@ -163,7 +165,7 @@ def time_in_this_process(export_dir: Path, threads: int, rounds: int, runs: int)
         "onnxruntime": OnnxModel(export_dir / "model.onnx", threads=threads).logits,
         "onnxruntime_int8": OnnxModel(export_dir / "model_int8.onnx", threads=threads).logits,
     }
-    return interleaved(models, [360, 480], rounds, runs)
+    return interleaved(models, SIZE, rounds, runs)
 
 
 def measure(name: str, export_dir: Path, args) -> dict:
@@ -194,13 +196,12 @@ def measure(name: str, export_dir: Path, args) -> dict:
         }
         for runtime in processes[0]
     }
-    size = [360, 480]
     onnx32, onnx8 = export_dir / "model.onnx", export_dir / "model_int8.onnx"
     return {
         "interleaved": merged,
         "kernels": {
-            "onnxruntime": kernel_profile(onnx32, size, args.threads, args.runs),
-            "onnxruntime_int8": kernel_profile(onnx8, size, args.threads, args.runs),
+            "onnxruntime": kernel_profile(onnx32, SIZE, args.threads, args.runs),
+            "onnxruntime_int8": kernel_profile(onnx8, SIZE, args.threads, args.runs),
         },
     }
 
@@ -290,7 +291,7 @@ def main() -> None:
         code = run(
             "export.py",
             [
-                f"ckpt_path={ckpt}", "precision=int8", "benchmark=true", "input_size=[360,480]",
+                f"ckpt_path={ckpt}", "precision=int8", "benchmark=true", f"input_size=[{SIZE[0]},{SIZE[1]}]",
                 "bench.batch_sizes=[1]", f"bench.runs={args.runs}", f"hydra.run.dir={export_dir}",
                 *args.export_args,
             ],
@@ -314,7 +315,7 @@ def main() -> None:
             "machine": machine(),
             "settings": {
                 "batch": 1,
-                "input_size": [360, 480],
+                "input_size": SIZE,
                 "threads": args.threads,
                 "runs": args.runs,
                 "rounds": args.rounds,

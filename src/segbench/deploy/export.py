@@ -63,7 +63,7 @@ def export(cfg: DictConfig) -> dict:
         )
     report, models = write_models(cfg, net, hparams, datamodule, input_size, out)
     int8 = (
-        Int8Export(cfg, net, out / "model.onnx", datamodule, input_size)
+        Int8Export(cfg, net, out, datamodule, input_size, onnx_metadata(meta))
         if wants_int8(cfg)
         else None
     )
@@ -129,6 +129,16 @@ def _min_agreement(cfg: DictConfig, runtime: str) -> float:
     return cfg.parity_min_agreement
 
 
+def onnx_metadata(meta: dict) -> dict[str, str]:
+    """What every segbench ONNX graph carries: mean, std, class names, input convention."""
+    return {
+        "segbench.mean": json.dumps(meta["mean"]),
+        "segbench.std": json.dumps(meta["std"]),
+        "segbench.class_names": json.dumps(meta["class_names"]),
+        "segbench.input": INPUT_CONVENTION,
+    }
+
+
 def write_models(
     cfg: DictConfig,
     net: SegmentationNetwork,
@@ -140,15 +150,9 @@ def write_models(
     """Writes ``model.onnx`` (and the TensorRT engine); returns the report so far and runners."""
     meta = hparams["data"]
     onnx_path = out / "model.onnx"
-    metadata = {
-        "segbench.mean": json.dumps(meta["mean"]),
-        "segbench.std": json.dumps(meta["std"]),
-        "segbench.class_names": json.dumps(meta["class_names"]),
-        "segbench.input": INPUT_CONVENTION,
-    }
     out.mkdir(parents=True, exist_ok=True)
     onnx_info = export_onnx(
-        net, onnx_path, input_size, cfg.dynamic, cfg.exporter, cfg.opset, metadata
+        net, onnx_path, input_size, cfg.dynamic, cfg.exporter, cfg.opset, onnx_metadata(meta)
     )
     report = {
         "ckpt_path": str(cfg.ckpt_path),

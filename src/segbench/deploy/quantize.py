@@ -2,8 +2,8 @@
 
 ``model_int8.onnx`` (QDQ) is quantised from the network's deploy form at a static
 H/W (:func:`segbench.runtimes.int8_graph.export_source`), calibrated on
-``calibration.images`` frames of ``calibration.split`` (the training split; the scored split is refused), checked
-for parity and scored like the fp32 graph. Where it loses more than
+``calibration.images`` frames of ``calibration.split`` (the training split; the
+scored split is refused), checked for parity and scored like the fp32 graph. Where it loses more than
 ``int8.max_miou_drop`` mIoU points (or fails parity), the layers are ranked by
 the SQNR INT8 costs them (on calibration frames) and the graph is re-quantised
 keeping the worst ``k`` in fp32, for each ``k`` of ``int8.fallback_layers``, until
@@ -63,24 +63,25 @@ class Int8Export:
     Args:
         cfg: The export config (``calibration``, ``int8``, ``split``, ...).
         net: The trained network (its deploy form is what is quantised).
-        onnx_path: The fp32 ``model.onnx``; ``model_int8.onnx`` and its calibration
-            cache ``model_int8.calib.json`` go beside it, with its metadata.
+        out: The export folder: ``model_int8.onnx`` and its calibration cache
+            ``model_int8.calib.json`` go there.
         datamodule: Gives the calibration split.
         input_size: ``(H, W)`` of the INT8 graph; the calibration frames are resized to it.
+        metadata: The ONNX metadata of ``model.onnx`` (mean, std, class names), copied.
     """
 
-    def __init__(self, cfg: DictConfig, net, onnx_path: Path, datamodule, input_size) -> None:
+    def __init__(
+        self, cfg: DictConfig, net, out: Path, datamodule, input_size, metadata: dict
+    ) -> None:
         self.cfg, self.settings = cfg, check_int8(cfg)
-        self.path = onnx_path.with_name("model_int8.onnx")
-        self.cache = onnx_path.with_name("model_int8.calib.json")
+        self.path = out / "model_int8.onnx"
+        self.cache = out / "model_int8.calib.json"
         self.cache.unlink(missing_ok=True)  # ranges of an earlier export are stale
         self._tmp = tempfile.TemporaryDirectory(prefix="segbench-int8-")
         self.work = Path(self._tmp.name)
         self.pre = self.work / "model_pre.onnx"
         source = self.work / "model_deploy_fp32.onnx"
-        graph = export_source(
-            net, source, input_size, cfg.exporter, cfg.opset, _metadata(onnx_path)
-        )
+        graph = export_source(net, source, input_size, cfg.exporter, cfg.opset, metadata)
         calib = cfg.calibration
         self.batches = CalibrationBatches(
             datamodule.get_split(calib.split),
@@ -251,14 +252,6 @@ def _copy_accuracy(acc: dict | None) -> dict | None:
 def _fine(attempt: dict, limit: float) -> bool:
     delta = attempt["miou_delta_points"]
     return attempt["parity_passed"] and (delta is None or -delta <= limit)
-
-
-def _metadata(onnx_path: Path) -> dict[str, str]:
-    """The metadata (mean, std, class names, input convention) of the fp32 graph."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def _file(path: Path) -> dict:

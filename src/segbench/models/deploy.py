@@ -26,13 +26,10 @@ Every rewrite is exact in fp32 (tests/test_deploy_form.py compares outputs);
 
 import contextlib
 import copy
-import logging
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-log = logging.getLogger(__name__)
 
 
 def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from segbench.errors import ConfigError
-from segbench.runtimes.int8_graph import input_pools, shared_ranges
+from segbench.runtimes.int8_graph import RULES, input_pools, shared_ranges
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,7 @@ class Int8Settings:
             **asdict(self),
             "reduce_range": False,
             "quant_pre_process": True,
-            "rules": [
-                "pooling that reads the input image stays fp32",
-                "the tensors of a concatenation share one range where none widens over 2x",
-            ],
+            "rules": list(RULES),
         }
 
 
@@ -123,6 +120,7 @@ def quantize(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     graph = onnx.load(str(pre_path)).graph
+    fp32_nodes = [*exclude, *input_pools(graph)]
     types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     extra = {"CalibPercentile": settings.percentile} if settings.method == "percentile" else {}
     if keep_activations:
@@ -138,7 +136,7 @@ def quantize(
             reduce_range=False,
             activation_type=types[settings.activation_type],
             weight_type=types[settings.weight_type],
-            nodes_to_exclude=[*exclude, *input_pools(graph)],
+            nodes_to_exclude=fp32_nodes,
             calibrate_method={
                 "minmax": CalibrationMethod.MinMax,
                 "percentile": CalibrationMethod.Percentile,
@@ -147,10 +145,11 @@ def quantize(
             calibration_cache_path=str(cache_path),
         )
 
-    if not Path(cache_path).is_file():
-        run(None)  # calibrates: writes the ranges the shared ones are computed from
+    calibrating = not Path(cache_path).is_file()
+    if calibrating:
+        run(None)  # reads the frames, writes the ranges the shared ones are computed from
     overrides = shared_ranges(graph, cache_path)
-    if overrides or not Path(out_path).is_file():
+    if overrides or not calibrating:  # else the calibrating run's model is the one
         run(overrides)
 
 

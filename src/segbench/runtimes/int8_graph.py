@@ -63,6 +63,13 @@ def export_source(
     return {**info, "deploy_form": changes, "deploy_form_max_abs_diff": diff}
 
 
+#: What :func:`input_pools` and :func:`shared_ranges` do, as export.json records it.
+RULES = (
+    "pooling that reads the input image stays fp32",
+    "the tensors of a concatenation share one range where none widens over 2x",
+)
+
+
 def input_pools(graph) -> list[str]:
     """Names of the pooling nodes that read a graph input (kept fp32 by :func:`quantize`)."""
     inputs = {i.name for i in graph.input}
@@ -109,23 +116,20 @@ def shared_ranges(graph, cache_path: str | Path, max_widening: float = 2.0) -> d
         groups.append(group)
     overrides = {}
     for group in groups:
-        known = [ranges[t] for t in group if t in ranges]
+        known = {t: ranges[t] for t in group if t in ranges}
         if len(known) < 2:
             continue
-        low, high = min(r[0] for r in known), max(r[1] for r in known)
+        low, high = min(r[0] for r in known.values()), max(r[1] for r in known.values())
+        ops = {t: producer[t].op_type for t in known if t in producer}
         # Shared only where no tensor loses more than one bit (its range at most doubled):
         # U-Net's ReLU'd decoder features beside signed encoder skips lost 9 mIoU points.
-        narrow = any(high - low > max_widening * max(r[1] - r[0], 1e-12) for r in known)
+        narrow = any(high - low > max_widening * max(hi - lo, 1e-12) for lo, hi in known.values())
         # The quantiser folds a Relu / Clip into its output's range: a Relu output must
         # keep 0 as its lowest value, a Clip output its whole range, or the activation is
         # silently dropped (an untrained U-Net's INT8 agreed on 24 % of pixels, not 94 %).
-        folded = [producer[t].op_type for t in group if t in ranges and t in producer]
-        clipped = any(
-            producer[t].op_type == "Clip" and ranges[t] != (low, high)
-            for t in group
-            if t in ranges and t in producer
-        )
-        if not narrow and not clipped and not (low < 0 and "Relu" in folded):
+        relu_below_zero = low < 0 and "Relu" in ops.values()
+        clip_widened = any(op == "Clip" and known[t] != (low, high) for t, op in ops.items())
+        if not (narrow or relu_below_zero or clip_widened):
             shared = {"rmin": np.float32(low), "rmax": np.float32(high)}
-            overrides |= {t: [dict(shared)] for t in group if t in ranges}
+            overrides |= {t: [dict(shared)] for t in known}
     return overrides

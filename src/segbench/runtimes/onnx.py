@@ -159,8 +159,8 @@ def export_onnx(
     The batch is always dynamic. H and W are dynamic unless ``dynamic`` is
     false (``why_static`` says why), :func:`static_shape_reason` names an op
     that forbids it, the dynamic export fails, or the dynamic graph disagrees
-    with PyTorch at a second, differently padded size (a probe that catches silent shape specialisation);
-    then the graph is exported again with H, W fixed at ``input_size`` and the
+    with PyTorch at a second, differently padded size (a probe that catches
+    silent shape specialisation); then the graph is exported again with H, W fixed at ``input_size`` and the
     reason is returned.
 
     Returns:

@@ -19,6 +19,7 @@ from segbench.errors import SegbenchError
 from segbench.files import write_json
 from segbench.profiling.params import count_params
 from segbench.runtimes.latency import device_tags
+from segbench.training.distributed import host_reads_are_free
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ class StopOnNonFinite(L.Callback):
             return
         # the step as metrics.csv numbers it (the optimizer step has been counted)
         self._pending.append((max(trainer.global_step - 1, 0), batch_idx, loss.detach()))
-        every = self.sync_every or (1 if loss.device.type == "cpu" else 50)
+        every = self.sync_every or (1 if host_reads_are_free(loss.device) else 50)
         if len(self._pending) >= every:
             self._check_losses(trainer)
 

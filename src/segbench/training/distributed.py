@@ -21,6 +21,12 @@ from segbench.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+def host_reads_are_free(device: torch.device | str) -> bool:
+    """Whether reading a tensor's value back to Python costs nothing: on the CPU it does
+    not; on an accelerator it waits for every kernel queued so far."""
+    return torch.device(device).type == "cpu"
+
+
 def unpadded_count(sampler: object, seen: int, batch_size: int) -> int:
     """How many of the next ``batch_size`` samples of this rank are not padding.
 

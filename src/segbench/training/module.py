@@ -10,7 +10,7 @@ from torchmetrics import MeanMetric
 
 from segbench.evaluation.metrics import ConfusionMatrix, scores
 from segbench.models import build_network
-from segbench.training.distributed import eval_sampler, unpadded_count
+from segbench.training.distributed import eval_sampler, host_reads_are_free, unpadded_count
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,7 @@ class SegmentationModule(L.LightningModule):
         return loss
 
     def _host_reads_are_free(self) -> bool:
-        """Whether reading a value back costs nothing (on the CPU; on a GPU it waits)."""
-        return self.device.type == "cpu"
+        return host_reads_are_free(self.device)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_confmat)
