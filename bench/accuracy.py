@@ -5,9 +5,10 @@ all with one recipe, and collects each run's ``metrics.json``.
 
 ``--recipe field`` (default) is ``experiment=camvid_recipe``: the training recipe of
 the published real-time CamVid models (PP-LiteSeg, PIDNet: scale 0.5-2 + padded crop +
-flip + photometric augmentation, OHEM cross-entropy, SGD 0.01 momentum 0.9 wd 5e-4,
-linear warm-up + poly 0.9 per step; see conf/experiment/camvid_recipe.yaml), with the
-warm-up at PP-LiteSeg's share of the run (200 of 10k steps = 2 %). ``--recipe baseline``
+flip + photometric augmentation, OHEM cross-entropy, linear warm-up + poly 0.9 per step)
+with the optimizer and class weights of the models trained from scratch (ERFNet, ENet:
+Adam 5e-4, weight decay 1e-4, ENet class weights); see conf/experiment/camvid_recipe.yaml.
+The warm-up is at PP-LiteSeg's share of the run (200 of 10k steps = 2 %). ``--recipe baseline``
 is segbench's earlier recipe (Adam 1e-3, median-frequency-weighted CE, flip + shift),
 kept to reproduce older figures.
 

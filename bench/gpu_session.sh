@@ -22,11 +22,15 @@
 #
 # Knobs (environment): EPOCHS (150), MODELS ("erfnet unet deeplabv3plus fcn8s"),
 # ACC_MINUTES (4), RT_MODELS ("unet deeplabv3plus fcn pspnet"), the stage limits
-# T_THROUGHPUT (110 s), T_ACCURACY (ACC_MINUTES + 100 s), T_RUNTIMES (150 s), and extra
-# arguments per stage TP_ARGS (--gpu --steps 100 --warmup 20), ACC_ARGS (--full), RT_ARGS.
+# T_THROUGHPUT (110 s per variant), T_ACCURACY (ACC_MINUTES + 100 s), T_RUNTIMES (150 s),
+# extra arguments per stage TP_ARGS (--gpu --steps 100 --warmup 20), ACC_ARGS (--full),
+# RT_ARGS, and the throughput variants TP_VARIANTS ("name|arguments;..."; default: batch 16
+# with trainer=gpu's 8 workers, batch 32 with 14 workers, and that with the training forward
+# compiled), each its own process and bench/out/throughput_gpu_<name>.json.
 # A CPU rehearsal of the whole trip (about 3 minutes on 2 cores):
 #   SEGBENCH_CAMVID=../shared/datasets/camvid PY=.venv/bin/python \
-#   TP_ARGS="--steps 1 --warmup 1 --batch 2" \
+#   TP_ARGS="--steps 2 --warmup 1" TP_VARIANTS="b2|--batch 2;b2compiled|--batch 2 \
+#   callbacks.compile.enabled=true" \
 #   ACC_ARGS="--crop 64 96 --batch 2 trainer.limit_train_batches=2" \
 #   RT_ARGS="--device cpu --train-steps 2 --runs 2 --shapes 1x64x96 --val-batches 1" \
 #   EPOCHS=1 MODELS="erfnet unet" RT_MODELS=unet bash bench/gpu_session.sh /tmp/rehearsal
@@ -40,6 +44,7 @@ ACC_MINUTES=${ACC_MINUTES:-4}
 RT_MODELS=${RT_MODELS:-"unet deeplabv3plus fcn pspnet"}
 STAGES=${STAGES:-"throughput accuracy runtimes"}
 T_THROUGHPUT=${T_THROUGHPUT:-110}
+TP_VARIANTS=${TP_VARIANTS:-"b16|;b32w14|--batch 32 --workers 14;b32w14compiled|--batch 32 --workers 14 callbacks.compile.enabled=true"}
 # max_time stops a run; the last validation, checkpoint and metrics.json take ~40 s more.
 T_ACCURACY=${T_ACCURACY:-$((ACC_MINUTES * 60 + 100))}
 T_RUNTIMES=${T_RUNTIMES:-150}
@@ -61,10 +66,14 @@ $PY -c "import segbench.models, hydra, segmentation_models_pytorch, albumentatio
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
 if stage throughput; then
-stamp "throughput (U-Net / MobileNetV2, 360x480, batch 16, trainer=gpu)"
-# shellcheck disable=SC2086
-timeout "$T_THROUGHPUT" $PY -m bench.throughput $TP_ARGS --data-root "$DATA" \
-  --out bench/out/throughput_gpu.json || echo "throughput: exit $?"
+IFS=';' read -ra variants <<< "$TP_VARIANTS"
+for variant in "${variants[@]}"; do
+  name=${variant%%|*}
+  stamp "throughput $name (U-Net / MobileNetV2, 360x480, trainer=gpu): ${variant#*|}"
+  # shellcheck disable=SC2086
+  timeout "$T_THROUGHPUT" $PY -m bench.throughput $TP_ARGS ${variant#*|} --data-root "$DATA" \
+    --out "bench/out/throughput_gpu_$name.json" || echo "throughput $name: exit $?"
+done
 fi
 
 if stage accuracy; then

@@ -109,6 +109,8 @@ def main() -> None:
             "ignore_index": cfg.data.ignore_index,
             "class_names": list(cfg.data.class_names),
             "image_size": list(cfg.data.image_size),
+            "mean": list(cfg.data.mean),
+            "std": list(cfg.data.std),
         },
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optimizer),

@@ -8,6 +8,7 @@ import sys
 import pytest
 from bench.accuracy import MODELS, merged, recipe
 from bench.common import compose
+from bench.throughput import bottleneck
 from tests.conftest import ROOT
 from tests.layouts import write_camvid
 
@@ -35,7 +36,8 @@ def test_accuracy_recipes_compose(name, full):
         assert cfg.loss.min_kept == args.batch * crop[0] * crop[1] // 16
         assert list(cfg.augment.size) == list(crop)
         assert cfg.scheduler.warmup_iters == round(0.02 * args.epochs * (367 // args.batch))
-        assert cfg.model.variant == "paper" and cfg.optimizer.weight_decay == 5e-4
+        assert cfg.model.variant == "paper" and cfg.optimizer.weight_decay == 1e-4
+        assert cfg.loss.class_weights == "enet"
     if full:
         assert cfg.trainer.precision == "bf16-mixed" and cfg.data.num_workers == 8
     if full and name == "field":
@@ -68,10 +70,12 @@ def test_throughput_benchmark_runs_on_a_tiny_fixture(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     train = result["train"]
-    assert result["loader_images_per_s"] > 0 and result["step_images_per_s"] > 0
+    assert result["loader_images_per_s"] > 0 and result["step"]["images_per_s"] > 0
     assert train["images_per_s"] > 0 and train["steps_timed"] == 3
     assert 0.0 <= train["data_wait_share"] < 1.0 and train["device"] == "cpu"
-    assert result["bottleneck"] in ("data (loader)", "step (compute)")
+    assert result["bottleneck"] == bottleneck(train, result["step"])
+    # on the CPU queuing a step is the step (nothing runs asynchronously)
+    assert result["step"]["cpu_share"] == pytest.approx(1.0, abs=0.05)
     assert "bottleneck:" in proc.stdout
 
 
@@ -90,3 +94,16 @@ def test_resumed_accuracy_keeps_other_models_of_the_same_recipe_only(tmp_path):
     assert merged(path, same, new) == {"fcn8s": {"val_miou": 0.5}, "unet": {"val_miou": 0.4}}
     assert merged(path, other, new) == new  # another recipe's figures never join the table
     assert merged(tmp_path / "missing.json", same, new) == new
+
+
+def test_throughput_bottleneck_rule():
+    step = {"cpu_share": 0.95}
+    assert bottleneck({"data_wait_share": 0.2, "device": "cuda:0"}, step) == "data (loader)"
+    assert bottleneck({"data_wait_share": 0.05, "device": "cuda:0"}, step) == (
+        "CPU (queuing the step)"
+    )
+    assert bottleneck({"data_wait_share": 0.05, "device": "cuda:0"}, {"cpu_share": 0.4}) == (
+        "step (compute)"
+    )
+    # on the CPU queuing is computing: never "CPU-bound"
+    assert bottleneck({"data_wait_share": 0.05, "device": "cpu"}, step) == "step (compute)"

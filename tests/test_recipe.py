@@ -14,7 +14,8 @@ from tests.layouts import write_camvid
 
 from segbench.errors import ConfigError
 from segbench.evaluation.evaluate import evaluate
-from segbench.training.distributed import ChannelsLast
+from segbench.models import load_network
+from segbench.training.distributed import ChannelsLast, CompileTraining
 from segbench.training.optim import WarmupPoly, warmup_poly
 from segbench.training.train import train
 from segbench.training.wandb_offline import find_runs, read_run
@@ -68,12 +69,9 @@ def test_recipe_experiment_states_the_anchor_values(tmp_path):
     assert cfg.loss._target_ == "segbench.training.losses.OhemCrossEntropy"
     assert (cfg.loss.thresh, cfg.loss.min_kept, cfg.loss.ignore_index) == (0.7, 172800, 11)
     assert cfg.loss.min_kept == cfg.data.batch_size * 360 * 480 // 16
-    assert cfg.optimizer._target_ == "torch.optim.SGD"
-    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (
-        0.01,
-        0.9,
-        5e-4,
-    )
+    # from scratch: ERFNet's (and ENet's) Adam and class weights
+    assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.loss.class_weights == "enet"
+    assert (cfg.optimizer.lr, cfg.optimizer.weight_decay) == (5e-4, 1e-4)
     assert cfg.scheduler.warmup_iters == 200 and cfg.scheduler.power == 0.9
     assert cfg.trainer.max_epochs == 650
     names = [t._target_.rsplit(".", 1)[1] for t in cfg.augment.train]
@@ -81,6 +79,21 @@ def test_recipe_experiment_states_the_anchor_values(tmp_path):
     assert list(cfg.augment.size) == [360, 480] and cfg.augment.train[1].fill_mask == 11
     psp = compose_config("train", tmp_path, ["experiment=camvid_recipe", "model=pspnet"])
     assert psp.model.variant == "paper"  # the comparison's PSPNet is the paper's shape
+
+
+def test_recipe_comment_gives_the_pretrained_anchors_optimizer(tmp_path):
+    """The override line in conf/experiment/camvid_recipe.yaml, as written there."""
+    text = (ROOT / "conf/experiment/camvid_recipe.yaml").read_text()
+    (line,) = [ln for ln in text.splitlines() if "optimizer=sgd" in ln]
+    args = line.split("python train.py ", 1)[1].split()
+    cfg = compose_config("train", tmp_path, args)
+    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.loss.class_weights == "none"
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (
+        0.01,
+        0.9,
+        5e-4,
+    )
+    assert cfg.backbone.weights == "imagenet"
 
 
 def test_trainer_gpu_brings_bf16_channels_last_and_loader_settings(tmp_path):
@@ -110,6 +123,37 @@ def test_channels_last_auto_means_cuda_with_16_bit_precision():
     assert not ChannelsLast(False).wanted(_trainer("cuda", "bf16-mixed"))
     with pytest.raises(ConfigError, match="callbacks.channels_last.enabled"):
         ChannelsLast("yes")
+
+
+def test_compile_auto_means_cuda():
+    assert CompileTraining("auto").wanted(_trainer("cuda", "bf16-mixed"))
+    assert not CompileTraining("auto").wanted(_trainer("cpu", "32-true"))
+    assert CompileTraining(True).wanted(_trainer("cpu", "32-true"))
+    assert not CompileTraining(False).wanted(_trainer("cuda", "bf16-mixed"))
+    with pytest.raises(ConfigError, match="callbacks.compile.enabled"):
+        CompileTraining("on")
+
+
+@pytest.mark.slow
+def test_compiled_training_trains_the_same_weights_the_checkpoint_keeps(train_cfg):
+    """callbacks.compile.enabled=true: the training forward is compiled and the checkpoint
+    holds each weight once, under the eager network's keys (it loads without the compiler)."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    cfg = train_cfg(
+        "callbacks.compile.enabled=true",
+        "model=fcn",
+        "backbone.width=0.35",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+    )
+    train(cfg)
+    assert counters["stats"]["unique_graphs"] >= 1  # a wrong wiring compiles nothing
+    path = f"{cfg.paths.output_dir}/checkpoints/last.ckpt"
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    net, _ = load_network(path)
+    assert {k for k in state if not k.startswith("loss.")} == {f"net.{k}" for k in net.state_dict()}
 
 
 def _recipe_args(root, log_dir, *extra):

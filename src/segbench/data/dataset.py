@@ -77,6 +77,8 @@ class SegmentationDataset(Dataset):
     splits: tuple[str, ...] = ("train", "val", "test")
     #: Decoded samples in memory (:class:`segbench.data.cache.DecodedCache`), or None.
     decoded = None
+    #: Keep uint8 masks uint8 (``data.uint8_batches``: the device widens them); else int64.
+    uint8_masks = False
 
     def __init__(
         self,
@@ -194,7 +196,10 @@ class SegmentationDataset(Dataset):
             if self.transform is not None:
                 out = self.transform(image=image, mask=mask)
                 image, mask = out["image"], out["mask"]
-            return {"image": image, "mask": torch.as_tensor(mask).long(), "index": i}
+            mask = torch.as_tensor(mask)
+            if not (self.uint8_masks and mask.dtype == torch.uint8):
+                mask = mask.long()
+            return {"image": image, "mask": mask, "index": i}
         raise DataError(
             self.root,
             f"every {self.split} sample is damaged",

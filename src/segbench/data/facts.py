@@ -8,12 +8,19 @@ from segbench.data.reading import MIN_SIZE
 from segbench.errors import ConfigError
 
 
-def check_loading(batch_size: object, num_workers: object, image_size: object) -> None:
-    """Refuses a batch size, worker count or image size the loaders cannot use.
+def check_loading(
+    batch_size: object, num_workers: object, image_size: object, uint8_batches: object = False
+) -> None:
+    """Refuses a batch size, worker count, image size or batch format the loaders cannot use.
 
     Raises:
-        ConfigError: naming ``data.batch_size``, ``data.num_workers`` or ``data.image_size``.
+        ConfigError: naming ``data.batch_size``, ``data.num_workers``, ``data.image_size``
+            or ``data.uint8_batches``.
     """
+    if not isinstance(uint8_batches, bool):
+        raise ConfigError(
+            "data.uint8_batches", uint8_batches, "is a switch", allowed=("true", "false")
+        )
     require_int(
         "data.batch_size",
         batch_size,

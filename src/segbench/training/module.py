@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
+from segbench.data.transforms import normalize_uint8, pixel_stats
 from segbench.evaluation.metrics import ConfusionMatrix, scores
 from segbench.models import build_network
 from segbench.training.distributed import eval_sampler, host_reads_are_free, unpadded_count
@@ -55,6 +56,10 @@ class SegmentationModule(L.LightningModule):
         # own sync_dist mean floor-divides its integer batch count).
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.ignore_index = data["ignore_index"]
+        # For frames the training loader sends as uint8 (data.uint8_batches); not saved.
+        mean255, std255 = pixel_stats(data["mean"], data["std"])
+        self.register_buffer("mean255", mean255, persistent=False)
+        self.register_buffer("std255", std255, persistent=False)
         # One frame at the stored size: Lightning's model summary counts its FLOPs with
         # torch.utils.flop_counter (as segbench.profiling does) instead of printing 0.
         self.example_input_array = torch.zeros(1, 3, *data.get("image_size", (64, 64)))
@@ -62,8 +67,29 @@ class SegmentationModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Converts a uint8 batch (``data.uint8_batches``) on the device: frames normalised,
+        masks widened to int64. Anything else (the model summary's example input) passes."""
+        if not isinstance(batch, dict):
+            return batch
+        if batch["image"].dtype == torch.uint8:
+            batch["image"] = normalize_uint8(batch["image"], self.mean255, self.std255)
+        if batch["mask"].dtype != torch.long:
+            batch["mask"] = batch["mask"].long()
+        return batch
+
+    def compile_training(self, **options) -> None:
+        """Run the training step's forward through ``torch.compile(self.net, **options)``.
+
+        The compiled wrapper is kept out of the module's registry, so the state_dict
+        holds each weight once under its usual key and everything but the training step
+        (validation, test, export) runs the eager network.
+        """
+        object.__setattr__(self, "_compiled_net", torch.compile(self.net, **options))
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"])
+        net = self.__dict__.get("_compiled_net")
+        logits = (self.net if net is None else net)(batch["image"])
         loss = self.loss(logits, target_like(batch["mask"], logits))
         size, free = batch["image"].shape[0], self._host_reads_are_free()
         # A progress-bar value is read back to the host after every step (Lightning converts
