@@ -37,7 +37,9 @@ import subprocess
 import sys
 import time
 
-from bench.common import CAMVID, OUT, ROOT, machine, save
+from omegaconf import OmegaConf
+
+from bench.common import CAMVID, OUT, ROOT, compose, machine, save
 
 #: name -> train.py overrides (MobileNetV2 x1.0 unless the model brings its own encoder).
 MODELS = {
@@ -49,6 +51,8 @@ MODELS = {
 }
 #: Training frames of CamVid (train split).
 TRAIN_FRAMES = 367
+#: The config groups whose composed values define a recipe (compared before merging runs).
+RECIPE_GROUPS = ("data", "augment", "loss", "optimizer", "scheduler", "trainer", "callbacks")
 
 
 def recipe(args) -> list[str]:
@@ -111,13 +115,24 @@ def baseline(args) -> list[str]:
     ]
 
 
-def merged(path, overrides: list[str], runs: dict) -> dict:
-    """``runs`` over the earlier file's runs of other models, if it used the same recipe."""
+def recipe_config(overrides: list[str]) -> dict:
+    """What the shared overrides compose to (unresolved): a recipe is the same only if
+    this is, so an edited config file counts as another recipe even where the override
+    strings are unchanged."""
+    cfg = compose("train", overrides)
+    # as the results file stores it, so a read-back compares equal
+    return json.loads(json.dumps({key: OmegaConf.to_container(cfg[key]) for key in RECIPE_GROUPS}))
+
+
+def merged(path, overrides: list[str], runs: dict, config: dict | None = None) -> dict:
+    """``runs`` over the earlier file's runs of other models, if it used the same recipe
+    (the same overrides composing to the same ``config``)."""
     if not path.is_file():
         return runs
     earlier = json.loads(path.read_text())
-    if earlier.get("recipe", {}).get("overrides") != overrides:  # never mix two recipes
-        return runs
+    recipe = earlier.get("recipe", {})
+    if recipe.get("overrides") != overrides or recipe.get("config") != config:
+        return runs  # never mix two recipes
     return {**{k: v for k, v in earlier.get("runs", {}).items() if k not in runs}, **runs}
 
 
@@ -157,6 +172,7 @@ def main() -> None:
         )
 
     overrides = [*recipe(args), *extra]
+    config = recipe_config(overrides)
     runs = {}
     for name in args.models:
         run_dir = OUT / args.out / name
@@ -209,7 +225,7 @@ def main() -> None:
             flush=True,
         )
     if args.resume:
-        runs = merged(OUT / f"{args.out}.json", overrides, runs)
+        runs = merged(OUT / f"{args.out}.json", overrides, runs, config)
     save(
         args.out,
         {
@@ -221,6 +237,7 @@ def main() -> None:
                 "crop": None if args.full else args.crop,
                 "batch": args.batch,
                 "overrides": overrides,
+                "config": config,
                 "validation": "CamVid val, 101 whole 360x480 frames, 11 classes, void ignored",
             },
             "runs": runs,

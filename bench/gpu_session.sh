@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
-# A GPU trip for the figures RESULTS.md quotes from a GPU: training throughput, the CamVid
-# recipe's val mIoU per model, and the GPU runtime table, in one device call.
+# A GPU trip for the figures RESULTS.md quotes from a GPU: the CamVid recipe's val mIoU
+# per model, training throughput and the GPU runtime table, a 600 s device call each.
 #
 #   ../shared/gpu/pack.sh                                   # here, once: wheels + CamVid JPEGs
 #   run(command="bash bench/gpu_session.sh $OUT", carry=[".gpu"], timeout_s=600)
+#   run(command="STAGES=throughput bash bench/gpu_session.sh $OUT", carry=[".gpu"], ...)
 #   run(command="STAGES=runtimes RT_MODELS='deeplabv3plus fcn' bash bench/gpu_session.sh $OUT", ...)
 #
-# Stages (STAGES, default "throughput accuracy runtimes") run one after another, so no
-# timing shares the GPU with another stage; the accuracy runs (MODELS) train in parallel
-# and share it with each other: each gets the same wall-clock budget (ACC_MINUTES, Lightning
-# max_time), and its images/s is per model while all train. Each stage has a time limit and
-# a failed stage does not stop the next. Measured on one H200 (2026-11-28, torch 2.11):
-# environment 40 s, throughput 80 s, accuracy ACC_MINUTES + ~45 s; the runtimes stage's
-# 170 s covered U-Net (two shapes: 60 training steps, eager, channels_last, CUDA graphs,
-# 17 s of torch.compile per shape) and not the next model: the default trip is ~590 s,
-# so give RT_MODELS beyond the first a call of their own (STAGES=runtimes).
+# Stages (STAGES, default "accuracy") run one after another, so no timing shares the GPU
+# with another stage; the accuracy runs (MODELS) train in parallel and share it with each
+# other: each gets the same wall-clock budget (ACC_MINUTES, Lightning max_time), and its
+# images/s is per model while all train. Each stage has a time limit and a failed stage
+# does not stop the next. The default call trains DeepLabV3+ and ERFNet through the
+# recipe's 200 epochs (about 200 images/s each while sharing one H200: ~6 of the 7
+# minutes) and fits 600 s: environment 40 s + ACC_MINUTES + ~45 s. Measured on one H200
+# (2026-11-28, torch 2.11): throughput 80 s per variant (compiled: more), the runtimes
+# stage's 170 s covered U-Net (two shapes: 60 training steps, eager, channels_last, CUDA
+# graphs, 17 s of torch.compile per shape) and not the next model.
 #
 # Results land in <out>: session.log, results.tgz (bench/out/*.json + each run's
 # metrics.json, config and log) and best.pt.tgz.part-* (the best weights without optimizer
 # state, for the CPU INT8 benchmark: cat best.pt.tgz.part-* | tar xz).
 #
-# Knobs (environment): EPOCHS (150), MODELS ("erfnet unet deeplabv3plus fcn8s"),
-# ACC_MINUTES (4), RT_MODELS ("unet deeplabv3plus fcn pspnet"), the stage limits
+# Knobs (environment): EPOCHS (200), MODELS ("deeplabv3plus erfnet"),
+# ACC_MINUTES (7), RT_MODELS ("unet deeplabv3plus fcn pspnet"), the stage limits
 # T_THROUGHPUT (110 s per variant), T_ACCURACY (ACC_MINUTES + 100 s), T_RUNTIMES (150 s),
 # extra arguments per stage TP_ARGS (--gpu --steps 100 --warmup 20), ACC_ARGS (--full),
 # RT_ARGS, and the throughput variants TP_VARIANTS ("name|arguments;..."; default: batch 16
@@ -33,16 +35,17 @@
 #   callbacks.compile.enabled=true" \
 #   ACC_ARGS="--crop 64 96 --batch 2 trainer.limit_train_batches=2" \
 #   RT_ARGS="--device cpu --train-steps 2 --runs 2 --shapes 1x64x96 --val-batches 1" \
-#   EPOCHS=1 MODELS="erfnet unet" RT_MODELS=unet bash bench/gpu_session.sh /tmp/rehearsal
+#   STAGES="throughput accuracy runtimes" EPOCHS=1 MODELS="erfnet unet" RT_MODELS=unet \
+#   bash bench/gpu_session.sh /tmp/rehearsal
 set -u
 OUT_DIR=${1:?usage: bash bench/gpu_session.sh <out dir>}
 mkdir -p "$OUT_DIR"
 exec > >(tee "$OUT_DIR/session.log") 2>&1
-EPOCHS=${EPOCHS:-150}
-MODELS=${MODELS:-"erfnet unet deeplabv3plus fcn8s"}
-ACC_MINUTES=${ACC_MINUTES:-4}
+EPOCHS=${EPOCHS:-200}
+MODELS=${MODELS:-"deeplabv3plus erfnet"}
+ACC_MINUTES=${ACC_MINUTES:-7}
 RT_MODELS=${RT_MODELS:-"unet deeplabv3plus fcn pspnet"}
-STAGES=${STAGES:-"throughput accuracy runtimes"}
+STAGES=${STAGES:-"accuracy"}
 T_THROUGHPUT=${T_THROUGHPUT:-110}
 TP_VARIANTS=${TP_VARIANTS:-"b16|;b32w14|--batch 32 --workers 14;b32w14compiled|--batch 32 --workers 14 callbacks.compile.enabled=true"}
 # max_time stops a run; the last validation, checkpoint and metrics.json take ~40 s more.

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from bench.accuracy import MODELS, merged, recipe
+from bench.accuracy import MODELS, merged, recipe, recipe_config
 from bench.common import compose
 from bench.throughput import bottleneck
 from tests.conftest import ROOT
@@ -82,18 +82,25 @@ def test_throughput_benchmark_runs_on_a_tiny_fixture(tmp_path):
 def test_resumed_accuracy_keeps_other_models_of_the_same_recipe_only(tmp_path):
     path = tmp_path / "accuracy.json"
     same, other = ["experiment=camvid_recipe", "seed=42"], ["loss=ce", "seed=42"]
+    config = recipe_config(same)
     path.write_text(
         json.dumps(
             {
-                "recipe": {"overrides": same},
+                "recipe": {"overrides": same, "config": config},
                 "runs": {"fcn8s": {"val_miou": 0.5}, "unet": {"val_miou": 0.1}},
             }
         )
     )
     new = {"unet": {"val_miou": 0.4}}
-    assert merged(path, same, new) == {"fcn8s": {"val_miou": 0.5}, "unet": {"val_miou": 0.4}}
-    assert merged(path, other, new) == new  # another recipe's figures never join the table
-    assert merged(tmp_path / "missing.json", same, new) == new
+    both = {"fcn8s": {"val_miou": 0.5}, "unet": {"val_miou": 0.4}}
+    assert merged(path, same, new, recipe_config(same)) == both
+    # another recipe's figures never join the table: other overrides, or the same ones
+    # after the experiment file changed (here: its optimizer)
+    assert merged(path, other, new, recipe_config(other)) == new
+    edited = recipe_config([*same, "optimizer=sgd", "~optimizer.momentum"])
+    assert edited["optimizer"] != config["optimizer"]
+    assert merged(path, same, new, edited) == new
+    assert merged(tmp_path / "missing.json", same, new, config) == new
 
 
 def test_throughput_bottleneck_rule():
