@@ -54,6 +54,7 @@ class StepTimer(L.Callback):
 
     def __init__(self, warmup: int, cuda: bool) -> None:
         self.warmup, self.cuda = warmup, cuda
+        self.device = torch.device("cuda" if cuda else "cpu")
         self.starts: list = []
         self.ends: list = []
         self.images: list[int] = []
@@ -70,7 +71,7 @@ class StepTimer(L.Callback):
         if trainer.global_step < self.warmup:
             return
         if self.window[0] is None:
-            self.window[0] = _sync_now(torch.device("cuda" if self.cuda else "cpu"))
+            self.window[0] = _sync_now(self.device)
         self.starts.append(self._mark())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -79,7 +80,7 @@ class StepTimer(L.Callback):
             self.images.append(len(batch["image"]))
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self.window[1] = _sync_now(torch.device("cuda" if self.cuda else "cpu"))
+        self.window[1] = _sync_now(self.device)
 
     def result(self) -> dict:
         """images/s over the window; per-step device time and idle gaps (ms)."""
@@ -147,12 +148,12 @@ def step_rate(module, batch: dict, cfg, steps: int, warmup: int, device: torch.d
         optimizer.step()
         queued.append(time.perf_counter() - start)
         times.append(_sync_now(device) - start)
-    step = float(np.median(times[warmup:]))
+    step, queue = float(np.median(times[warmup:])), float(np.median(queued[warmup:]))
     return {
         "images_per_s": len(x) / step,
         "median_step_ms": 1000 * step,
-        "median_queue_ms": 1000 * float(np.median(queued[warmup:])),
-        "cpu_share": float(np.median(queued[warmup:])) / step,
+        "median_queue_ms": 1000 * queue,
+        "cpu_share": queue / step,
     }
 
 
